@@ -1,0 +1,63 @@
+"""The exceptions camwatch raises, and what each one means to the caller.
+
+CamwatchError
+├── ConfigError                 invalid configuration: exit 78, one message per problem
+├── StateError                  the state database cannot be written (disk full, read-only)
+└── CaptionError                the caption API did not give a caption
+    ├── TransientCaptionError   worth retrying later (outage, timeout, 429/5xx, garbled answer)
+    ├── PermanentCaptionError   this image will never caption (400/404/413/415/422, code -1)
+    ├── PausingCaptionError     every image would fail the same way: pause captioning
+    │   ├── AuthError           401/403 (or codes 0401/0403): the key is wrong
+    │   └── CreditsError        402 (or code 0402): credits are exhausted
+    └── CaptionAborted          shutdown was requested while waiting to retry
+"""
+
+from __future__ import annotations
+
+
+class CamwatchError(Exception):
+    """Base of every error camwatch raises on purpose."""
+
+
+class ConfigError(CamwatchError):
+    """The configuration is invalid; `problems` has one message per problem with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StateError(CamwatchError):
+    """The durable state cannot be read or written."""
+
+
+class CaptionError(CamwatchError):
+    """The caption API did not give a caption."""
+
+
+class TransientCaptionError(CaptionError):
+    """A failure worth retrying; `retry_after` is the server's hint in seconds, if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentCaptionError(CaptionError):
+    """This image will never get a caption; retrying it would only burn tokens."""
+
+
+class PausingCaptionError(CaptionError):
+    """Every image would fail the same way until an operator acts: captioning must pause."""
+
+
+class AuthError(PausingCaptionError):
+    """The API refused the key (401/403)."""
+
+
+class CreditsError(PausingCaptionError):
+    """The account has no credits left (402)."""
+
+
+class CaptionAborted(CaptionError):
+    """Shutdown was requested while a request waited for its next try."""
