@@ -1,0 +1,212 @@
+"""One thread that waits until each new file has been quiet for `debounce` and is a whole image.
+
+Files are kept in a dict and a heap of deadlines (no thread or timer per file). At a file's
+deadline it is stat'ed: quiet means its mtime is at least `debounce` old (or, where the file
+server's clock disagrees with ours, that its size and mtime stayed the same for `debounce` as we
+watched). A quiet file is then checked for completeness by reading only its ends (JPEG SOI..EOI,
+PNG signature..IEND); a complete one is emitted, an incomplete one is checked again until
+`complete_timeout` after its last change, then dropped with a warning (a later change brings it
+back through the watcher).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from camwatch.files import check_complete
+from camwatch.log import get_logger
+
+log = get_logger(__name__)
+
+_CLOCK_SKEW_S = 1.0  # an mtime further in the future than this is not trusted
+
+
+@dataclass(frozen=True)
+class ReadyFile:
+    """A file that is quiet and complete: ready to be queued for captioning."""
+
+    camera: str
+    path: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    detected_at: float
+
+
+@dataclass
+class _Entry:
+    camera: str
+    path: str
+    relpath: str
+    detected_at: float
+    deadline: float
+    changed_at: float  # monotonic time of the last change we know of
+    sig: tuple[int, int] | None = None
+    sig_since: float = 0.0
+    settled: bool = field(default=False)
+
+
+class Debouncer:
+    """Collects touched files and emits them, in batches, once quiet and complete."""
+
+    def __init__(
+        self,
+        emit: Callable[[list[ReadyFile]], None],
+        debounce: float,
+        complete_timeout: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._emit = emit
+        self.debounce = debounce
+        self.complete_timeout = complete_timeout
+        self._mono = monotonic
+        self._wall = wall
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread; files still settling are dropped (the start-up scan finds them)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    def touch(self, camera: str, path: str, relpath: str, settled: bool = False) -> None:
+        """Note that `path` appeared or changed. Never blocks on I/O. With `settled` (a file
+        found at start whose mtime is already old) no further quiet period is needed."""
+        now = self._mono()
+        with self._cond:
+            entry = self._entries.get(path)
+            deadline = now if settled else now + self.debounce
+            if entry is None:
+                entry = _Entry(camera, path, relpath, self._wall(), deadline, now, settled=settled)
+                self._entries[path] = entry
+            else:
+                entry.deadline = deadline
+                entry.changed_at = now
+                entry.settled = settled
+            heapq.heappush(self._heap, (deadline, next(self._seq), path))
+            if self._heap[0][2] == path:
+                self._cond.notify()
+
+    def forget(self, path: str) -> None:
+        """Stop tracking `path` (it was deleted or moved away)."""
+        with self._cond:
+            self._entries.pop(path, None)
+
+    def pending_paths(self) -> list[tuple[str, str, str]]:
+        """Return (camera, path, relpath) of every file still settling."""
+        with self._cond:
+            return [(e.camera, e.path, e.relpath) for e in self._entries.values()]
+
+    def _run(self) -> None:
+        while True:
+            due: list[_Entry] = []
+            with self._cond:
+                while not self._stopping:
+                    now = self._mono()
+                    while self._heap and self._heap[0][0] <= now:
+                        deadline, _, path = heapq.heappop(self._heap)
+                        entry = self._entries.get(path)
+                        if entry is not None and entry.deadline == deadline:
+                            due.append(entry)
+                    if due:
+                        break
+                    timeout = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(timeout)
+                if self._stopping:
+                    return
+            ready: list[ReadyFile] = []
+            for entry in due:
+                try:
+                    item = self._check(entry)
+                except Exception:  # one odd file must not stop the thread
+                    log.exception("debounce_check_failed", camera=entry.camera, path=entry.path)
+                    self.forget(entry.path)
+                    continue
+                if item is not None:
+                    ready.append(item)
+            if ready:
+                try:
+                    self._emit(ready)
+                except Exception:
+                    # The queue could not take them (state database error): try again shortly.
+                    log.exception("debounce_emit_failed", count=len(ready))
+                    for item in ready:
+                        self.touch(item.camera, item.path, item.relpath)
+
+    def _check(self, entry: _Entry) -> ReadyFile | None:
+        """Look at a file whose deadline came: return it if ready, else reschedule or drop."""
+        now = self._mono()
+        try:
+            st = os.lstat(entry.path)
+        except FileNotFoundError:
+            self.forget(entry.path)
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self.forget(entry.path)  # symbolic links and the like are never read
+            return None
+        sig = (st.st_size, st.st_mtime_ns)
+        if sig != entry.sig:
+            if entry.sig is not None:
+                entry.changed_at = now
+            entry.sig, entry.sig_since = sig, now
+        age = self._wall() - st.st_mtime_ns / 1e9
+        trusted = age > -_CLOCK_SKEW_S
+        quiet = (
+            entry.settled
+            or (trusted and age >= self.debounce)
+            or (now - entry.sig_since >= self.debounce)
+        )
+        if not quiet:
+            wait = self.debounce - age if trusted and age >= 0 else self.debounce
+            return self._reschedule(entry, now + max(wait, 0.01))
+        if check_complete(entry.path):
+            with self._cond:
+                if self._entries.get(entry.path) is entry:
+                    del self._entries[entry.path]
+                else:
+                    return None
+            return ReadyFile(
+                entry.camera, entry.path, entry.relpath, sig[0], sig[1], entry.detected_at
+            )
+        if now - entry.changed_at >= self.complete_timeout:
+            log.warning(
+                "file_incomplete_skipped",
+                camera=entry.camera,
+                path=entry.path,
+                outcome="skipped",
+                reason=f"not a complete JPEG/PNG {self.complete_timeout:g}s after its last change",
+            )
+            self.forget(entry.path)
+            return None
+        entry.settled = False
+        return self._reschedule(entry, now + max(min(self.debounce, 2.0), 0.25))
+
+    def _reschedule(self, entry: _Entry, deadline: float) -> None:
+        with self._cond:
+            if self._entries.get(entry.path) is entry:
+                entry.deadline = deadline
+                heapq.heappush(self._heap, (deadline, next(self._seq), entry.path))
+        return None

@@ -1,0 +1,117 @@
+"""The gate in front of the caption API: a circuit breaker for outages, a pause for bad keys.
+
+Closed: every worker may call the API. Open (after an image exhausted its retries on transient
+errors): nobody calls until the open period ends, then one worker probes (half-open) while the
+others wait; success closes the gate, failure opens it again for longer. Paused (401/403/402):
+like open, but the period is `pause_probe`, and only success, a reload or a restart resumes.
+The queue is kept throughout: images wait in the database instead of being marked failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from camwatch.log import get_logger
+
+log = get_logger(__name__)
+
+
+class CaptionGate:
+    """Decides which worker may call the caption API, and when."""
+
+    def __init__(
+        self,
+        open_initial: float,
+        open_max: float,
+        pause_probe: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.open_initial = open_initial
+        self.open_max = open_max
+        self.pause_probe = pause_probe
+        self._clock = clock
+        self._cond = threading.Condition()
+        self.state = "closed"  # closed | open | paused
+        self.reason: str | None = None
+        self._until = 0.0
+        self._trips = 0
+        self._probing = False
+
+    def acquire(self, stop: threading.Event) -> bool | None:
+        """Wait until this worker may call the API. Return True for a normal call, False for
+        the one probe of a half-open gate, None if `stop` was set while waiting."""
+        with self._cond:
+            while not stop.is_set():
+                if self.state == "closed":
+                    return True
+                now = self._clock()
+                if not self._probing and now >= self._until:
+                    self._probing = True
+                    return False
+                # Wake at the end of the open period, or now and then to notice `stop`.
+                wait = self._until - now if not self._probing else 1.0
+                self._cond.wait(min(max(wait, 0.01), 1.0))
+            return None
+
+    def succeeded(self, probe: bool) -> None:
+        """Record a caption that came back: the API works."""
+        with self._cond:
+            if self.state != "closed":
+                log.info("captioning_resumed", after=self.reason)
+            self.state, self.reason, self._trips = "closed", None, 0
+            if probe:
+                self._probing = False
+            self._cond.notify_all()
+
+    def released(self, probe: bool) -> None:
+        """Record that a probe ended without an answer either way (shutdown, unreadable file)."""
+        if probe:
+            with self._cond:
+                self._probing = False
+                self._cond.notify_all()
+
+    def outage(self, reason: str, retry_after: float | None, probe: bool) -> float:
+        """Record that the API stayed unreachable through every retry: open the gate. Return
+        how long it stays open."""
+        with self._cond:
+            if self.state == "paused":
+                self._probing = self._probing and not probe
+                return max(self._until - self._clock(), 0.0)
+            self._trips += 1
+            period = min(self.open_max, self.open_initial * 2 ** (self._trips - 1))
+            if retry_after:
+                period = max(period, retry_after)
+            if self.state == "closed":
+                log.error("caption_api_unavailable", reason=reason, pause_s=round(period, 3))
+            self.state, self.reason = "open", reason
+            self._until = self._clock() + period
+            if probe:
+                self._probing = False
+            self._cond.notify_all()
+            return period
+
+    def pause(self, reason: str, probe: bool) -> float:
+        """Record an answer that every image would get (bad key, no credits): pause captioning
+        and probe every `pause_probe`. Logs once per pause. Return the pause period."""
+        with self._cond:
+            if self.state != "paused":
+                log.error(
+                    "captioning_paused",
+                    reason=reason,
+                    probe_every_s=self.pause_probe,
+                    hint="fix the key or the account; a reload (SIGHUP) or restart resumes",
+                )
+            self.state, self.reason = "paused", reason
+            self._until = self._clock() + self.pause_probe
+            if probe:
+                self._probing = False
+            self._cond.notify_all()
+            return self.pause_probe
+
+    def resume(self) -> None:
+        """Close the gate at once (after a reload: the operator may have fixed the cause)."""
+        with self._cond:
+            self.state, self.reason, self._trips, self._probing = "closed", None, 0, False
+            self._cond.notify_all()

@@ -1,0 +1,99 @@
+"""Logging: the only structlog.configure call, and the redaction of secrets.
+
+One event per line: JSON off a terminal (what journald and log shippers want), a readable console
+format on one. Every secret the configuration holds (API key, webhook secrets, notify URLs) is
+registered here and replaced by `***` in every string of every event, tracebacks included, so a
+secret cannot leak through a log line whatever code logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Given secret values, make every later log line show `***` in their place."""
+    with _secrets_lock:
+        for value in values:
+            if value and len(value) >= _MIN_SECRET_LEN:
+                _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Given a string, return it with every registered secret replaced by `***`."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if not _secrets:
+        return event
+    for key, value in event.items():
+        event[key] = _redact_value(value)
+    return event
+
+
+def _redact_rendered(_: Any, __: str, rendered: str) -> str:
+    # Runs last, on the rendered line: catches a secret inside a formatted traceback too.
+    return redact(rendered) if _secrets else rendered
+
+
+def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+    """Configure structlog (and the standard logging of libraries) to write one event per line
+    to `stream` (default stderr): `fmt` "json", "console", or None to choose by whether the stream
+    is a terminal."""
+    stream = stream or sys.stderr
+    if fmt is None:
+        fmt = "console" if stream.isatty() else "json"
+    renderer: Any
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+            _redact_rendered,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (urllib3, watchdog) log through the standard module: keep their warnings only.
+    logging.basicConfig(level=logging.WARNING, stream=stream, force=True)
+
+
+def _level_number(level: str) -> int:
+    return {"debug": 10, "info": 20, "warning": 30, "error": 40}.get(level.lower(), 20)
+
+
+def get_logger(name: str) -> Any:
+    """Return a structlog logger for module `name`."""
+    return structlog.get_logger(name)
