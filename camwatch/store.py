@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,8 @@ class AlertCandidate:
     camera: str
     cooldown: float
     targets: list[tuple[str, str]]  # (kind, name): ("webhook", "ops"), ("notify", "phones")
-    body: str
+    body: str  # the webhook body
+    messages: dict[str, str] = field(default_factory=dict)  # notify target -> its message
 
 
 @dataclass(frozen=True)
@@ -370,7 +371,9 @@ class Store:
                             alert.camera,
                             kind,
                             target,
-                            alert.body,
+                            alert.messages.get(target, alert.body)
+                            if kind == "notify"
+                            else alert.body,
                             now,
                             now,
                         ),

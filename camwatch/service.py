@@ -1,0 +1,351 @@
+"""The composition root: builds the parts, starts and stops them, handles signals and sd_notify.
+
+    watcher -> debouncer -> store (queue) -> workers (pipeline: caption, rules) -> store (outbox)
+            -> dispatcher -> webhooks / notify
+
+Signal handlers only set flags and wake the main loop; the main loop reloads, sends keep-alives
+and status, prunes old records, and, with `--once`, notices when everything is drained.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from camwatch.caption import CaptionClient
+from camwatch.config import Config, load_config, resolve_api_key
+from camwatch.debounce import Debouncer, ReadyFile
+from camwatch.dispatch import Dispatcher, Target
+from camwatch.errors import ConfigError, StateError
+from camwatch.gate import CaptionGate
+from camwatch.log import get_logger, register_secrets
+from camwatch.pipeline import Pipeline, Runtime, WorkerPool
+from camwatch.rules import RuleSet
+from camwatch.scan import scan_camera
+from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
+from camwatch.store import ImageJob, NewImage, OutboxRow, Store
+from camwatch.watcher import Watcher
+
+log = get_logger(__name__)
+
+STOP_BUDGET_S = 8.0  # SIGTERM to exit, leaving headroom under the promised 10 s
+PRUNE_EVERY_S = 3600.0
+
+
+def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
+    """Return every secret value a configuration holds, for log redaction."""
+    values: list[str | None] = [api_key]
+    if config.caption.api_key is not None:
+        values.append(config.caption.api_key.get_secret_value())
+    values += [w.secret.get_secret_value() for w in config.webhooks if w.secret is not None]
+    values += [u.get_secret_value() for n in config.notify for u in n.urls]
+    return values
+
+
+def build_runtime(config: Config, stop: threading.Event) -> Runtime:
+    """Return the reloadable parts for `config`. Raise ConfigError if the API key is missing."""
+    api_key = resolve_api_key(config.caption)
+    register_secrets(secrets_of(config, api_key))
+    client = CaptionClient(config.caption, api_key, stop=stop)
+    rules = RuleSet(config.rules, config.matching, config.timezone)
+    return Runtime(config=config, client=client, rules=rules)
+
+
+def stall_limit(config: Config) -> float:
+    """Return how long a busy pipeline may go without finishing a job before it counts as
+    wedged: the longest a job can legitimately take, plus a margin."""
+    caption = config.caption
+    retry = caption.retry
+    return retry.attempts * caption.timeout + (retry.attempts - 1) * retry.backoff_max + 60.0
+
+
+class Service:
+    """The daemon: `run()` blocks until SIGTERM/SIGINT (or, with `once`, until drained)."""
+
+    def __init__(self, config_path: str, config: Config, once: bool = False) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.once = once
+        self.stop = threading.Event()
+        self._wakeup = threading.Event()
+        self._reload_requested = False
+        self._scan_done = threading.Event()
+        self._old_clients: list[CaptionClient] = []
+        self.notifier = Notifier()
+        self.exit_code = 0
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def _on_stop_signal(self, signum: int, _: FrameType | None) -> None:
+        self._stop_signal = signal.Signals(signum).name
+        self.stop.set()
+        self._wakeup.set()
+
+    def _on_hup(self, _: int, __: FrameType | None) -> None:
+        self._reload_requested = True
+        self._wakeup.set()
+
+    def install_signals(self) -> None:
+        """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a reload."""
+        self._stop_signal = ""
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _emit(self, ready: list[ReadyFile]) -> None:
+        images = [
+            NewImage(r.camera, r.path, r.relpath, r.size, r.mtime_ns, r.detected_at) for r in ready
+        ]
+        added = self.store.add_pending(images)
+        for r in ready:
+            log.debug("image_queued", camera=r.camera, path=r.path)
+        if added:
+            self.pool.wake()
+
+    def _retouch(self, camera: str, path: str, relpath: str) -> None:
+        self.debouncer.touch(camera, path, relpath)
+
+    def _on_delivered(self, kind: str, row: OutboxRow, target: Target) -> None:
+        log.info(
+            "alert_delivered",
+            camera=row.camera,
+            rule=row.rule,
+            event_id=row.event_id,
+            target=target.name,
+            kind=kind,
+            attempts=row.attempts + 1,
+            outcome="delivered",
+        )
+
+    def _on_done(self, job: ImageJob, outcome: str) -> None:
+        self._last_outcome = f"{outcome} {job.camera}:{job.relpath}"
+        if self.once:
+            self._wakeup.set()
+
+    def _scan(self, cameras: list[str]) -> None:
+        try:
+            for name in cameras:
+                camera = self.runtime.config.camera(name)
+                if camera is None or self.stop.is_set():
+                    continue
+                started = time.monotonic()
+                result = scan_camera(
+                    camera,
+                    self.store,
+                    self.debouncer.touch,
+                    self.runtime.config.debounce,
+                    stopping=self.stop.is_set,
+                    finished=self._finish_leftover,
+                )
+                self.pool.wake()
+                log.info(
+                    "scan_finished",
+                    camera=name,
+                    seen=result.seen,
+                    queued=result.queued,
+                    settling=result.settling,
+                    already_done=result.already_done,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+        except StateError as exc:
+            log.error("scan_failed", error=str(exc))
+        finally:
+            self._scan_done.set()
+            self._wakeup.set()
+
+    def _finish_leftover(self, camera: str, path: str) -> None:
+        """A file done before a crash that came between its caption and its after-action."""
+        config = self.runtime.config
+        if config.after == "keep":
+            return
+        from camwatch.archive import apply_after
+        from camwatch.files import relative_candidate
+
+        cam = config.camera(camera)
+        rel = relative_candidate(str(cam.path), path) if cam else None
+        if rel is None:
+            return
+        try:
+            apply_after(config.after, config.archive_dir, camera, path, rel)
+        except OSError as exc:
+            log.warning("after_action_failed", camera=camera, path=path, error=str(exc))
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped. Return the exit status."""
+        config = self.config
+        self.store = Store(config.state_dir)
+        recovered = self.store.recover()
+        self.store.skip_pending_of({c.name for c in config.cameras})
+        self.runtime = build_runtime(config, self.stop)
+        self.gate = CaptionGate(
+            open_initial=max(config.caption.retry.backoff_max, 0.05),
+            open_max=max(config.caption.pause_probe, config.caption.retry.backoff_max),
+            pause_probe=config.caption.pause_probe,
+        )
+        self._last_outcome = ""
+        self.debouncer = Debouncer(self._emit, config.debounce, config.complete_timeout)
+        pipeline = Pipeline(
+            self.store,
+            self.gate,
+            lambda: self.runtime,
+            self.stop,
+            self._retouch,
+            on_alerts=lambda: self.dispatcher.wake(),
+            on_done=self._on_done,
+        )
+        self.pool = WorkerPool(self.store, pipeline, self.stop)
+        self.dispatcher = Dispatcher(self.store, self._on_delivered)
+        self.watcher = Watcher(self.debouncer.touch, self.debouncer.forget)
+        self.debouncer.start()
+        self.dispatcher.sync(config)
+        self.pool.resize(config.caption.concurrency)
+        try:
+            self.watcher.sync(config.cameras)
+        except OSError as exc:
+            log.error("watch_failed", error=str(exc))
+            self._shutdown()
+            return 74
+        counts = self.store.counts()
+        log.info(
+            "ready",
+            cameras=[c.name for c in config.cameras],
+            recovered=recovered,
+            queued=counts.get("pending", 0),
+            alerts_pending=counts.get("alerts_pending", 0),
+        )
+        self.notifier.ready(status="watching; scanning folders")
+        threading.Thread(
+            target=self._scan, args=([c.name for c in config.cameras],), name="scan", daemon=True
+        ).start()
+        try:
+            self._main_loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _main_loop(self) -> None:
+        keepalive = watchdog_interval()
+        watchdog_gate = WatchdogGate(stall_limit(self.config))
+        tick = min(keepalive or 1.0, 1.0)
+        next_prune = time.monotonic() + 60.0
+        while not self.stop.is_set():
+            self._wakeup.wait(tick)
+            self._wakeup.clear()
+            if self.stop.is_set():
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            now = time.monotonic()
+            if keepalive is not None:
+                busy = self.pool.busy > 0 and self.gate.state == "closed"
+                if watchdog_gate.allow(now, last_progress=self.pool.last_progress, busy=busy):
+                    self.notifier.watchdog()
+                else:
+                    log.error("pipeline_stalled", since_s=round(now - self.pool.last_progress))
+            if self.notifier.enabled:
+                self.notifier.status(self._status_line())
+            if now >= next_prune:
+                next_prune = now + PRUNE_EVERY_S
+                self._prune()
+            if self.once and self._drained():
+                log.info("once_finished", **self.store.counts())
+                break
+            if self.once and self.gate.state == "paused":
+                log.error("once_aborted", reason=self.gate.reason)
+                self.exit_code = 1
+                break
+
+    def _status_line(self) -> str:
+        try:
+            queued = self.store.queue_length()
+        except StateError as exc:
+            return f"state database error: {exc}"
+        gate = "" if self.gate.state == "closed" else f"; captioning {self.gate.state}"
+        last = f"; last: {self._last_outcome}" if self._last_outcome else ""
+        return f"queue {queued}{gate}{last}"
+
+    def _drained(self) -> bool:
+        if not self._scan_done.is_set() or len(self.debouncer) or self.pool.busy:
+            return False
+        counts = self.store.counts()
+        return not (counts.get("pending") or counts.get("captioning") or counts["alerts_pending"])
+
+    def _prune(self) -> None:
+        try:
+            deleted = self.store.prune(self.runtime.config.retention)
+            if deleted:
+                log.info("state_pruned", rows=deleted)
+        except StateError as exc:
+            log.error("prune_failed", error=str(exc))
+
+    def reload(self) -> bool:
+        """Load the configuration file again and apply it; keep the old one if it is invalid.
+        Return whether the new one is in force."""
+        try:
+            new = load_config(self.config_path)
+            if new.state_dir != self.config.state_dir:
+                raise ConfigError(["state_dir: cannot change on reload; restart instead"])
+            runtime = build_runtime(new, self.stop)
+        except ConfigError as exc:
+            log.error("reload_refused", problems=exc.problems, config=self.config_path)
+            return False
+        self.notifier.reloading()
+        self._old_clients.append(self.runtime.client)
+        self.runtime = runtime
+        self.config = new
+        self.debouncer.debounce = new.debounce
+        self.debouncer.complete_timeout = new.complete_timeout
+        self.gate.open_initial = max(new.caption.retry.backoff_max, 0.05)
+        self.gate.open_max = max(new.caption.pause_probe, new.caption.retry.backoff_max)
+        self.gate.pause_probe = new.caption.pause_probe
+        self.gate.resume()
+        try:
+            self.store.skip_pending_of({c.name for c in new.cameras})
+            added = self.watcher.sync(new.cameras)
+        except (StateError, OSError) as exc:
+            log.error("reload_partial", error=str(exc))
+            added = []
+        self.dispatcher.sync(new)
+        self.pool.resize(new.caption.concurrency)
+        self.pool.wake()
+        if added:
+            threading.Thread(target=self._scan, args=(added,), name="scan", daemon=True).start()
+        log.info("reloaded", cameras=[c.name for c in new.cameras], rules=len(new.rules))
+        self.notifier.ready(status="reloaded")
+        return True
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        self.notifier.stopping()
+        self.stop.set()
+        self.watcher.stop()
+        self.debouncer.stop()
+        self.pool.wake()
+        finished = self.pool.join(max(STOP_BUDGET_S - 2.0 - (time.monotonic() - started), 0.5))
+        self.dispatcher.stop(timeout=max(STOP_BUDGET_S - (time.monotonic() - started), 0.5))
+        for client in [*self._old_clients, self.runtime.client]:
+            client.close()
+        if finished:
+            self.store.close()
+        log.info(
+            "stopped",
+            signal=getattr(self, "_stop_signal", "") or None,
+            in_flight_saved=not finished,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        self.notifier.close()
+
+
+def run_service(config_path: str | Path, config: Config, once: bool = False) -> int:
+    """Run the daemon in the foreground. Return its exit status."""
+    service = Service(str(config_path), config, once=once)
+    service.install_signals()
+    return service.run()
