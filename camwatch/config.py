@@ -8,6 +8,7 @@ interpolate `${VAR}` / `${VAR:-default}` in every string, then validate with pyd
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import zoneinfo
@@ -43,6 +44,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"expected a duration, got {value!r} (negative)")
+        if not math.isfinite(value):  # YAML's .nan and .inf
+            raise ValueError(f"expected a duration, got {value!r}")
         return float(value)
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
@@ -165,7 +168,10 @@ def parse_time_range(value: Any) -> tuple[int, int]:
     """Given `"22:00-06:00"`, return minutes since midnight `(1320, 360)`; a range may cross
     midnight. Raise ValueError otherwise."""
     if isinstance(value, list | tuple) and len(value) == 2:
-        return int(value[0]), int(value[1])
+        # The parsed form, minutes since midnight (what a re-validated Config holds).
+        if all(type(v) is int and 0 <= v <= 1440 for v in value):
+            return value[0], value[1]
+        raise ValueError(f"expected a time range such as '22:00-06:00', got {value!r}")
     match = _RANGE_RE.match(value) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"expected a time range such as '22:00-06:00', got {value!r}")
