@@ -6,6 +6,7 @@ symbolic link and without leaving the camera's folder.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -111,15 +112,21 @@ def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the last component is a symbolic link
+        if exc.errno == errno.ELOOP:  # the last component is a symbolic link
             raise UnsafePath("is a symbolic link") from None
         raise
-    with os.fdopen(fd, "rb") as handle:
+    try:
+        # Checked before fdopen: it refuses a folder with IsADirectoryError (and keeps the fd).
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePath("is not a regular file")
         if st.st_size > max_bytes:
             raise TooLarge(f"{st.st_size} bytes > max_image_bytes {max_bytes}")
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise TooLarge(f"more than max_image_bytes {max_bytes}")
