@@ -77,7 +77,12 @@ class CaptionGate:
         how long it stays open."""
         with self._cond:
             if self.state == "paused":
-                self._probing = self._probing and not probe
+                if probe:
+                    # The probe met an outage instead of the pausing answer: still paused, and
+                    # the next probe is pause_probe away (not at once, which would loop).
+                    self._probing = False
+                    self._until = self._clock() + self.pause_probe
+                    self._cond.notify_all()
                 return max(self._until - self._clock(), 0.0)
             self._trips += 1
             period = min(self.open_max, self.open_initial * 2 ** (self._trips - 1))
