@@ -1,0 +1,155 @@
+"""Alert bodies, timestamps, the HMAC signature, webhook headers, and the delivery backoff."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import pytest
+
+from camwatch import __version__
+from camwatch.alerts import (
+    alert_body,
+    iso_utc,
+    new_event_id,
+    notify_body,
+    sign,
+    webhook_headers,
+)
+from camwatch.config import NotifyConfig, WebhookConfig
+from camwatch.dispatch import backoff
+
+DETECTED = 1795435201.512  # 2026-11-23T12:00:01.512Z
+ALERTED = 1795435204.02  # 2026-11-23T12:00:04.020Z
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "text"),
+    [
+        (DETECTED, "2026-11-23T12:00:01.512Z"),
+        (ALERTED, "2026-11-23T12:00:04.020Z"),
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (0.0009, "1970-01-01T00:00:00.000Z"),  # milliseconds are truncated, never rounded up
+        (1795435201.9999, "2026-11-23T12:00:01.999Z"),
+    ],
+)
+def test_iso_utc(timestamp: float, text: str) -> None:
+    assert iso_utc(timestamp) == text
+
+
+def test_alert_body_has_the_spec_fields_in_order() -> None:
+    body = alert_body(
+        event_id="6f1c0a52-0000-4000-8000-000000000000",
+        rule="person-down",
+        severity="critical",
+        camera="frontdoor",
+        image="/srv/cameras/frontdoor/2026-11-23/12-00-01.jpg",
+        sha256="ab" * 32,
+        caption="It shows a person lying on the ground. Café.",
+        matched=["lying on the ground"],
+        detected_at=DETECTED,
+        alerted_at=ALERTED,
+    )
+    assert isinstance(body, str)
+    payload = json.loads(body)
+    assert list(payload) == [
+        "id",
+        "event",
+        "rule",
+        "severity",
+        "camera",
+        "image",
+        "sha256",
+        "caption",
+        "matched",
+        "detected_at",
+        "alerted_at",
+    ]
+    assert payload == {
+        "id": "6f1c0a52-0000-4000-8000-000000000000",
+        "event": "camwatch.alert",
+        "rule": "person-down",
+        "severity": "critical",
+        "camera": "frontdoor",
+        "image": "/srv/cameras/frontdoor/2026-11-23/12-00-01.jpg",
+        "sha256": "ab" * 32,
+        "caption": "It shows a person lying on the ground. Café.",
+        "matched": ["lying on the ground"],
+        "detected_at": "2026-11-23T12:00:01.512Z",
+        "alerted_at": "2026-11-23T12:00:04.020Z",
+    }
+    assert "Café" in body  # UTF-8 text, not \\u escapes
+
+
+def test_event_ids_are_fresh_uuids() -> None:
+    ids = {new_event_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+
+
+def test_sign_matches_a_known_hmac_sha256_vector() -> None:
+    # RFC 4231, test case 2.
+    assert sign(b"what do ya want for nothing?", "Jefe") == (
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    )
+
+
+def test_sign_covers_the_exact_bytes() -> None:
+    assert sign(b'{"a": 1}', "s") != sign(b'{"a":1}', "s")
+    assert sign(b"x", "s") != sign(b"x", "t")
+
+
+def _hook(**kw: object) -> WebhookConfig:
+    return WebhookConfig.model_validate({"name": "ops", "url": "https://hooks.example/x", **kw})
+
+
+def test_webhook_headers_with_a_secret() -> None:
+    body = b'{"id": "e1"}'
+    hook = _hook(secret="s3cret", headers={"X-Team": "night-shift"})
+    assert webhook_headers("e1", body, hook) == {
+        "User-Agent": f"camwatch/{__version__}",
+        "X-Team": "night-shift",
+        "Content-Type": "application/json",
+        "X-Camwatch-Event-Id": "e1",
+        "X-Camwatch-Signature": sign(body, "s3cret"),
+    }
+
+
+def test_webhook_headers_without_a_secret_are_unsigned() -> None:
+    for hook in (_hook(), _hook(secret="")):
+        headers = webhook_headers("e2", b"{}", hook)
+        assert "X-Camwatch-Signature" not in headers
+        assert headers["X-Camwatch-Event-Id"] == "e2"
+
+
+def test_configured_headers_cannot_replace_the_protocol_ones() -> None:
+    hook = _hook(
+        secret="s",
+        headers={"Content-Type": "text/plain", "X-Camwatch-Event-Id": "forged"},
+    )
+    headers = webhook_headers("e3", b"{}", hook)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Camwatch-Event-Id"] == "e3"
+
+
+def test_backoff_grows_exponentially_with_jitter_within_bounds() -> None:
+    rng = random.Random(7)
+    for attempts in range(0, 30):
+        base = min(300.0, 1.0 * 2 ** max(attempts - 1, 0))
+        for _ in range(50):
+            wait = backoff(attempts, 1.0, 300.0, rng)
+            assert base / 2 <= wait <= base
+    assert max(backoff(50, 1.0, 300.0, rng) for _ in range(200)) <= 300.0
+    waits = {round(backoff(3, 1.0, 300.0, rng), 6) for _ in range(20)}
+    assert len(waits) > 1  # jittered: many alerts do not retry in lockstep
+
+
+def test_notify_body_fills_the_templates() -> None:
+    target = NotifyConfig.model_validate(
+        {"name": "phones", "urls": ["json://127.0.0.1:1/"], "title": "{severity}: {rule} {nope}"}
+    )
+    stored = json.loads(
+        notify_body(target, {"severity": "critical", "rule": "r", "caption": "c", "image": "/i"})
+    )
+    assert stored == {"title": "critical: r {nope}", "body": "c", "image": "/i"}
