@@ -42,8 +42,9 @@ class CameraHandler(FileSystemEventHandler):
 
     def _offer(self, path: str) -> None:
         rel = relative_candidate(self.root, path)
-        if rel is not None:
-            self._touch(self.camera.name, os.path.normpath(path), rel)
+        if rel is None or (not self.camera.recursive and os.sep in rel):
+            return  # not a snapshot, or in a subfolder of a camera with `recursive: false`
+        self._touch(self.camera.name, os.path.normpath(path), rel)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
