@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
 import uuid
 from dataclasses import dataclass
@@ -121,11 +122,21 @@ def post_webhook(
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(DeliveryFailed),
         stop=tenacity.stop_after_attempt(quick.attempts),
-        wait=tenacity.wait_exponential_jitter(initial=quick.initial, max=quick.maximum),
+        wait=_quick_wait(quick),
         sleep=_interruptible_sleep(stop),
         reraise=True,
     )
     return int(retrying(attempt))
+
+
+def _quick_wait(quick: QuickRetry) -> Any:
+    # Not tenacity.wait_exponential_jitter: tenacity 9 deprecates its `initial` (a warning on
+    # every call) and tenacity 8 lacks the `multiplier` that replaces it.
+    def wait(retry_state: tenacity.RetryCallState) -> float:
+        base = quick.initial * 2 ** (retry_state.attempt_number - 1)
+        return min(base + random.uniform(0, quick.initial), quick.maximum)
+
+    return wait
 
 
 def _interruptible_sleep(stop: threading.Event) -> Any:
