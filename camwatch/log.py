@@ -86,8 +86,28 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries (urllib3, watchdog) log through the standard module: keep their warnings only.
-    logging.basicConfig(level=logging.WARNING, stream=stream, force=True)
+    # Libraries (urllib3, watchdog, apprise) log through the standard module, and Python warnings
+    # can be routed there: render them like our own events (one JSON object per line off a
+    # terminal) and redacted, keeping their warnings only.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact_processor,
+                renderer,
+                _redact_rendered,
+            ],
+        )
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.captureWarnings(True)
 
 
 def _level_number(level: str) -> int:
