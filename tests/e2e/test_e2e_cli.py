@@ -1,0 +1,262 @@
+"""End to end: the commands besides the daemon (`check-config`, `test-rules`, `caption`,
+`run --once`, `demo`), each run as `python -m camwatch ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+
+from .support import (
+    API_KEY,
+    HOOK_SECRET,
+    ConfigWriter,
+    Tree,
+    alert_keys,
+    assert_alert,
+    drop,
+    image,
+    run_cli,
+)
+
+EX_CONFIG = 78
+
+
+# -- check-config ------------------------------------------------------------------------------
+
+
+def test_check_config_prints_a_summary(config: ConfigWriter) -> None:
+    path = config.write()
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"{path}: OK" in out
+    for name in ("frontdoor", "driveway", "person-down", "package", "vehicle", "main"):
+        assert name in out
+    assert API_KEY not in out + result.stderr
+    assert HOOK_SECRET not in out + result.stderr
+
+
+def test_check_config_default_path_is_camwatch_config(config: ConfigWriter) -> None:
+    path = config.write()
+    result = run_cli("check-config", env={"CAMWATCH_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["rules"][0].update(cooldown="soon"),
+            ["rules[0].cooldown: expected a duration, got 'soon'"],
+        ),
+        (
+            lambda d: d["caption"].update(concurrncy=4),
+            ["caption.concurrncy: unknown key"],
+        ),
+        (
+            lambda d: d["webhooks"][0].update(secret="${CAMWATCH_E2E_NOT_SET}"),
+            ["webhooks[0].secret: environment variable CAMWATCH_E2E_NOT_SET is not set"],
+        ),
+        (
+            # Two problems in one file: both are reported.
+            lambda d: (d.update(debounce="later"), d["rules"][2].update(severity="loud")),
+            ["debounce: expected a duration, got 'later'", "rules[2].severity"],
+        ),
+    ],
+    ids=["bad-duration", "unknown-key", "missing-variable", "two-problems"],
+)
+def test_check_config_refuses_a_bad_file_with_the_field_path(
+    config: ConfigWriter, change, expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CAMWATCH_E2E_NOT_SET", raising=False)
+    data = config.data()
+    change(data)
+    path = config.write(data)
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == EX_CONFIG, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_names_file_line_and_column_of_bad_yaml(config: ConfigWriter) -> None:
+    path = config.write_text("caption:\n  base_url: [unclosed\ncameras: []\n")
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == EX_CONFIG
+    assert f"{path}:" in result.stderr
+    assert "invalid YAML" in result.stderr
+
+
+def test_run_refuses_a_bad_file_with_78(config: ConfigWriter) -> None:
+    data = config.data()
+    data["rules"][0]["cooldown"] = "soon"
+    result = run_cli("run", "-c", str(config.write(data)), timeout=30)
+    assert result.returncode == EX_CONFIG
+    assert "rules[0].cooldown: expected a duration, got 'soon'" in result.stderr
+
+
+# -- test-rules --------------------------------------------------------------------------------
+
+CAPTIONS = [
+    "A person lying on the ground, not moving.",
+    "Nobody is lying on the ground; a red car is parked.",
+    "A statue of a man who collapsed.",
+    "A quiet night.",
+]
+
+
+def _rules_json(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_test_rules_json_from_arguments(config: ConfigWriter) -> None:
+    result = run_cli("test-rules", "-c", str(config.write()), "--json", *CAPTIONS)
+    assert result.returncode == 0, result.stderr
+    objects = _rules_json(result.stdout)
+    assert [o["caption"] for o in objects] == CAPTIONS
+    # Camera filters are ignored without --camera: `vehicle` (driveway only) matches.
+    assert [o["matched"] for o in objects] == [
+        [{"rule": "person-down", "phrases": ["lying on the ground"]}],
+        [{"rule": "vehicle", "phrases": ["car"]}],
+        [],
+        [],
+    ]
+
+
+def test_test_rules_json_from_stdin_as_one_camera(config: ConfigWriter) -> None:
+    path = str(config.write())
+    text = "\n".join(CAPTIONS) + "\n"
+    front = run_cli("test-rules", "-c", path, "--json", "--camera", "frontdoor", input=text)
+    assert front.returncode == 0, front.stderr
+    assert [o["matched"] for o in _rules_json(front.stdout)] == [
+        [{"rule": "person-down", "phrases": ["lying on the ground"]}],
+        [],  # vehicle is for the driveway only
+        [],
+        [],
+    ]
+    drive = run_cli("test-rules", "-c", path, "--json", "--camera", "driveway", input=text)
+    assert [o["matched"] for o in _rules_json(drive.stdout)][1] == [
+        {"rule": "vehicle", "phrases": ["car"]}
+    ]
+
+
+def test_test_rules_text_says_which_phrase(config: ConfigWriter) -> None:
+    path = str(config.write())
+    result = run_cli("test-rules", "-c", path, "A courier dropped a parcel.")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    package = next(line for line in lines if line.startswith("package:"))
+    assert "MATCH" in package and "no match" not in package
+    assert "'parcel'" in result.stdout
+    person = next(line for line in lines if line.startswith("person-down:"))
+    assert "no match" in person
+    unknown = run_cli("test-rules", "-c", path, "--camera", "garage", "a car")
+    assert unknown.returncode != 0
+    assert "garage" in unknown.stderr
+
+
+# -- caption -------------------------------------------------------------------------------------
+
+
+def test_caption_prints_the_caption(
+    tree: Tree, api: StandinCaptionAPI, config: ConfigWriter
+) -> None:
+    path = drop(tree.outside / "one.jpg", image("A fox crossing the lawn at dusk."))
+    result = run_cli("caption", str(path), "-c", str(config.write()))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "A fox crossing the lawn at dusk."
+    assert api.count == 1
+    assert api.requests[0].file_name == "one.jpg"
+
+    broken = drop(tree.outside / "broken.jpg", image("cut")[:100])
+    result = run_cli("caption", str(broken), "-c", str(config.write()))
+    assert result.returncode != 0
+    assert "broken.jpg" in result.stderr
+    assert api.count == 1  # nothing uploaded
+
+    api.fail_next(1, 401)
+    result = run_cli("caption", str(path), "-c", str(config.write()))
+    assert result.returncode != 0
+    assert "401" in result.stderr
+    assert API_KEY not in result.stderr
+
+
+# -- run --once ----------------------------------------------------------------------------------
+
+
+def test_run_once_processes_what_is_there_delivers_and_exits(
+    tree: Tree, api: StandinCaptionAPI, hooks: WebhookReceiver, config: ConfigWriter
+) -> None:
+    parcel_data = image("A parcel by the door.")
+    parcel = drop(tree.frontdoor / "old" / "parcel.jpg", parcel_data)
+    os.utime(parcel, (1_700_000_000, 1_700_000_000))  # an old file: no quiet period needed
+    car_data = image("A car in the driveway.")
+    car = drop(tree.driveway / "car.jpg", car_data)  # a new file: debounced first
+    quiet = drop(tree.driveway / "quiet.jpg", image("An empty street."))
+    hooks.fail_next(1, 503)  # delivery must be retried before --once exits
+
+    result = run_cli("run", "-c", str(config.write()), "--once", timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e for e in events if e["event"] == "once_finished"]
+    # Delivered before exiting: no waiting here.
+    assert alert_keys(hooks.delivered) == sorted(
+        [("package", "frontdoor", str(parcel)), ("vehicle", "driveway", str(car))]
+    )
+    by_image = {r.json["image"]: r for r in hooks.delivered}
+    assert_alert(
+        by_image[str(parcel)],
+        rule="package",
+        camera="frontdoor",
+        image=parcel,
+        matched=["parcel"],
+        data=parcel_data,
+    )
+    assert_alert(
+        by_image[str(car)],
+        rule="vehicle",
+        camera="driveway",
+        image=car,
+        matched=["car"],
+        data=car_data,
+    )
+    assert sorted(r.file_name for r in api.requests) == ["car.jpg", "parcel.jpg", "quiet.jpg"]
+    assert quiet.exists()
+
+    # A second --once has nothing left to do.
+    again = run_cli("run", "-c", str(config.write()), "--once", timeout=60)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert api.count == 3
+    assert len(hooks.received) == 3  # two delivered, one refused with 503
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = run_cli("demo", env={"TMPDIR": str(tmp_path)}, timeout=90)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ALERT" in result.stdout
+    assert "signature valid" in result.stdout
+    assert "INVALID" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # the demo cleaned up after itself
+
+
+def test_config_example_is_valid_as_it_is_once_the_key_is_set(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    for camera in ("frontdoor", "driveway"):
+        (tmp_path / "cams" / camera).mkdir(parents=True)
+    env = {
+        "CAMWATCH_API_KEY": "k-123456",
+        "CAMWATCH_CAMERAS": str(tmp_path / "cams"),  # the example's folders are under /srv
+        "CAMWATCH_STATE_DIR": str(tmp_path / "state"),
+    }
+    result = run_cli("check-config", "-c", str(example), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "k-123456" not in result.stdout
