@@ -47,6 +47,7 @@ PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "procp
 DROPIN_DIR = "/etc/systemd/system/camwatch.service.d"
 CAMERA = "/srv/cameras/frontdoor"
 API_KEY = "nspawn-test-key-0123456789"
+PROBE_DROPINS = ("50-probe.conf", "60-exit.conf")
 
 pytestmark = [
     pytest.mark.nspawn,
@@ -306,6 +307,15 @@ class Container:
     def daemon_reload(self) -> None:
         """Make systemd re-read unit files and drop-ins."""
         self.run("systemctl", "daemon-reload")
+
+    def reset_unit(self, *dropins: str) -> None:
+        """Given drop-in file names, stop camwatch, remove them and forget past failures, so
+        the next test starts from the shipped unit."""
+        self.run("systemctl", "stop", "camwatch", check=False)
+        for name in dropins:
+            (self.rootfs / DROPIN_DIR.lstrip("/") / name).unlink(missing_ok=True)
+        self.daemon_reload()
+        self.run("systemctl", "reset-failed", "camwatch", check=False)
 
     def poweroff(self, timeout: float = 60) -> None:
         """Shut the container down; kill the nspawn process (ours) if it does not exit in time."""
@@ -582,11 +592,7 @@ def probe(box: Container) -> Iterator[Container]:
         try:
             yield box
         finally:
-            box.run("systemctl", "stop", "camwatch", check=False)
-            for name in ("50-probe.conf", "60-exit.conf"):
-                (box.rootfs / DROPIN_DIR.lstrip("/") / name).unlink(missing_ok=True)
-            box.run("systemctl", "reset-failed", "camwatch", check=False)
-            box.daemon_reload()
+            box.reset_unit(*PROBE_DROPINS)
 
 
 def _probe_events(box: Container, event: str) -> list[dict[str, Any]]:
@@ -765,15 +771,15 @@ webhooks:
     url: {hooks.url}/camwatch
 log: {{level: info, format: json}}
 """
+        # Module-scoped fixtures are torn down at the end of the module, so the probe's
+        # drop-ins would still be there: the daemon runs the shipped ExecStart.
+        box.reset_unit(*PROBE_DROPINS)
         box.write("/etc/camwatch/config.yaml", config, mode=0o640)
         box.sh("chgrp camwatch-cams /etc/camwatch/config.yaml")
         try:
             yield box, api, hooks
         finally:
-            box.run("systemctl", "stop", "camwatch", check=False)
-            (box.rootfs / DROPIN_DIR.lstrip("/") / "70-watchdog.conf").unlink(missing_ok=True)
-            box.run("systemctl", "reset-failed", "camwatch", check=False)
-            box.daemon_reload()
+            box.reset_unit("70-watchdog.conf")
 
 
 @needs_daemon
