@@ -84,7 +84,8 @@ def _describe(event: dict[str, Any], root: str) -> str | None:
     if name == "alert_suppressed":
         return f"{where} alert {event.get('rule')} suppressed by cooldown"
     if name == "alert_delivered":
-        return f"{where} alert {event.get('rule')} delivered to {event.get('target')}"
+        camera = event.get("camera")
+        return f"[{camera}] alert {event.get('rule')} delivered to {event.get('target')}"
     if name in ("image_skipped", "file_incomplete_skipped", "image_failed"):
         return f"{where} skipped: {event.get('reason')}"
     if event.get("level") in ("warning", "error"):
@@ -103,8 +104,8 @@ def _pump(stream: Any, root: str, captions: list[str]) -> None:
             if line:
                 _say(f"daemon: {line}")
             continue
-        if event.get("event") == "image_captioned":
-            captions.append(str(event.get("path")))
+        if event.get("event") in ("image_captioned", "file_incomplete_skipped"):
+            captions.append(str(event.get("event")))
         text = _describe(event, root)
         if text:
             _say(text)
@@ -179,7 +180,15 @@ def run_demo(keep: bool = False) -> int:
         truncated = root / "cameras" / "frontdoor" / "broken.jpg"
         truncated.write_bytes(plan[0][2][: len(plan[0][2]) // 2])
         _say("[frontdoor] broken.jpg: half a JPEG that never completes")
-        ok = _wait(lambda: len(seen) >= len(plan) and len(hooks.received) >= expected, DEADLINE_S)
+        # Every sample captioned, the broken file given up on, and every expected alert in.
+        ok = _wait(
+            lambda: (
+                seen.count("image_captioned") >= len(plan)
+                and "file_incomplete_skipped" in seen
+                and len(hooks.received) >= expected
+            ),
+            DEADLINE_S,
+        )
         time.sleep(0.5)
         for alert in hooks.received:
             body = alert.json
@@ -191,8 +200,8 @@ def run_demo(keep: bool = False) -> int:
                 f" (id {body['id'][:8]}, signature {'valid' if signed else 'INVALID'})"
             )
         _say(
-            f"demo: {len(seen)}/{len(plan)} images captioned, {len(hooks.received)}/{expected}"
-            f" alerts received, {api.count} API calls"
+            f"demo: {seen.count('image_captioned')}/{len(plan)} images captioned,"
+            f" {len(hooks.received)}/{expected} alerts received, {api.count} API calls"
         )
         return 0 if ok else 1
     finally:
