@@ -235,6 +235,8 @@ class Service:
         watchdog_gate = WatchdogGate(stall_limit(self.config))
         tick = min(keepalive or 1.0, 1.0)
         next_prune = time.monotonic() + 60.0
+        stalled = False
+        status = ""
         while not self.stop.is_set():
             self._wakeup.wait(tick)
             self._wakeup.clear()
@@ -248,10 +250,15 @@ class Service:
                 busy = self.pool.busy > 0 and self.gate.state == "closed"
                 if watchdog_gate.allow(now, last_progress=self.pool.last_progress, busy=busy):
                     self.notifier.watchdog()
-                else:
+                    stalled = False
+                elif not stalled:
+                    stalled = True  # logged once; systemd restarts us after WatchdogSec
                     log.error("pipeline_stalled", since_s=round(now - self.pool.last_progress))
             if self.notifier.enabled:
-                self.notifier.status(self._status_line())
+                line = self._status_line()
+                if line != status:
+                    status = line
+                    self.notifier.status(line)
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
