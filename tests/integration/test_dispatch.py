@@ -333,7 +333,6 @@ def test_an_alert_older_than_max_age_expires(
     assert expired["log_level"] == "error"
     assert store.counts()["alerts_pending"] == 0
     assert delivered.items == []
-    assert len(receiver.received()) >= 1
 
 
 def test_delivered_alerts_are_not_sent_again_after_a_restart(
