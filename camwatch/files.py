@@ -103,12 +103,17 @@ class TooLarge(Exception):
 
 def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:
     """Given a camera's resolved folder and a path below it, return the file's bytes. Raise
-    UnsafePath if the path is a symbolic link, is not a regular file, or resolves outside the
-    folder; TooLarge above `max_bytes`; FileNotFoundError if it vanished."""
-    parent = os.path.realpath(os.path.dirname(path))
+    UnsafePath if the path is a symbolic link, goes through one, is not a regular file, or
+    resolves outside the folder; TooLarge above `max_bytes`; FileNotFoundError if it vanished."""
+    folder = os.path.dirname(os.path.abspath(path))
+    parent = os.path.realpath(folder)
     root_s = str(root)
     if parent != root_s and not parent.startswith(root_s.rstrip(os.sep) + os.sep):
         raise UnsafePath("resolves outside the camera folder")
+    if parent != folder:
+        # The camera's folder is resolved, so a path below it resolves to itself unless one of
+        # its folders is a symbolic link (which the watcher and the scan never follow).
+        raise UnsafePath("is in a symbolically linked folder")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:

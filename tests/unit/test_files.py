@@ -166,6 +166,17 @@ def test_read_snapshot_refuses_a_symlinked_parent_leading_outside(
         read_snapshot(cam, str(cam / "door" / "a.jpg"), 10**6)
 
 
+def test_read_snapshot_refuses_a_symlinked_folder_even_inside_the_camera(
+    cam: Path, jpeg: bytes
+) -> None:
+    (cam / "real").mkdir()
+    (cam / "real" / "a.jpg").write_bytes(jpeg)
+    (cam / "alias").symlink_to(cam / "real", target_is_directory=True)
+    assert read_snapshot(cam, str(cam / "real" / "a.jpg"), 10**6).data == jpeg
+    with pytest.raises(UnsafePath, match="symbolically linked folder"):
+        read_snapshot(cam, str(cam / "alias" / "a.jpg"), 10**6)
+
+
 def test_read_snapshot_refuses_paths_outside_the_camera(
     cam: Path, tmp_path: Path, jpeg: bytes
 ) -> None:
