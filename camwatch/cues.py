@@ -368,8 +368,8 @@ class Scopes:
 
 
 class CueSet:
-    """The cues in force, indexed by first word; finds every cue's scope in one pass over a
-    caption's words."""
+    """The cues in force, indexed by their first words; finds every cue's scope in one pass over
+    a caption's words."""
 
     def __init__(self, negations: Iterable[str] = (), hedges: Iterable[str] = ()) -> None:
         """Given user-added negation and hedge cues, build the set with the defaults. Raise
@@ -381,28 +381,37 @@ class CueSet:
             ("pseudo", PSEUDO),
         ):
             cues.extend(parse_cue(text, kind) for text in texts)  # type: ignore[arg-type]
-        index: dict[str, list[Cue]] = {}
+        # Indexed by first word, and by first two words, so that at a word such as "not" only
+        # the cues that can still match are compared. Longest first, so the most specific cue
+        # is the one named; the sort is stable, so between equal lengths the earlier (default,
+        # then user) cue wins.
+        singles: dict[str, list[Cue]] = {}
+        pairs: dict[tuple[str, str], list[Cue]] = {}
         for cue in cues:
-            index.setdefault(cue.words[0], []).append(cue)
-        for candidates in index.values():
-            # Longest first, so the most specific cue is the one named; the sort is stable, so
-            # between equal lengths the earlier (default, then user) cue wins.
+            if len(cue.words) == 1:
+                singles.setdefault(cue.words[0], []).append(cue)
+            else:
+                pairs.setdefault((cue.words[0], cue.words[1]), []).append(cue)
+        for (first, _), candidates in pairs.items():
             candidates.sort(key=lambda c: -len(c.words))
+            candidates += singles.get(first, [])
         self.cues: tuple[Cue, ...] = tuple(cues)
-        self._index = index
+        self._singles = singles
+        self._pairs = pairs
+        self._firsts = frozenset(singles).union(first for first, _ in pairs)
 
     def scopes(self, words: Words) -> Scopes:
         """Given a caption's words, return every cue found and the words each one covers."""
         texts = words.texts
         n = len(texts)
         hits: list[CueHit] = []
-        index = self._index
+        firsts, pairs, singles = self._firsts, self._pairs, self._singles
         skip_to = 0
-        for i, word in enumerate(texts):
-            candidates = index.get(word)
-            if candidates is None or i < skip_to:
+        for i in [i for i, word in enumerate(texts) if word in firsts]:
+            if i < skip_to:
                 continue
-            for cue in candidates:
+            candidates = pairs.get((texts[i], texts[i + 1])) if i + 1 < n else None
+            for cue in candidates or singles.get(texts[i], ()):
                 end = i + len(cue.words)
                 if end > n or texts[i:end] != cue.words or CLAUSE in words.breaks[i + 1 : end]:
                     continue

@@ -290,9 +290,9 @@ class _PhraseTable:
                 self._by_prefix.append((prefix, number))
         return number
 
-    def find(self, words: Words, scopes: Scopes) -> dict[int, list[_Hit]]:
+    def find(self, words: Words, scopes: Scopes) -> tuple[dict[int, list[_Hit]], frozenset[int]]:
         """Given a caption's words and cue scopes, return the hits of each phrase found, by
-        phrase number."""
+        phrase number, and the numbers of the phrases with a hit that counts."""
         vocabulary = frozenset(words.texts)
         # Which phrases can occur at all: a word they can start with is here, and so is every
         # word they require. Most phrases of a rule set fall out here, at a set lookup each.
@@ -310,7 +310,8 @@ class _PhraseTable:
                     candidates.add(number)
         phrases = self.phrases
         hits: dict[int, list[_Hit]] = {}
-        norm, norm_starts = words.norm, words.norm_starts
+        counted: set[int] = set()
+        norm, norm_starts, starts, ends = words.norm, words.norm_starts, words.starts, words.ends
         forward, backward = scopes.forward, scopes.backward
         for number in candidates:
             phrase = phrases[number]
@@ -330,10 +331,12 @@ class _PhraseTable:
                 first = bisect_right(norm_starts, start) - 1
                 last = bisect_right(norm_starts, end - 1) - 1
                 why = forward[first] or backward[last]
-                found.append((words.starts[first], words.ends[last], why))
+                found.append((starts[first], ends[last], why))
+                if why is None:
+                    counted.add(number)
             if found:
                 hits[number] = found
-        return hits
+        return hits, frozenset(counted)
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,8 @@ class _Rule:
     cameras: frozenset[str] | None
     schedule: str  # "" when the rule is always active
     any_set: frozenset[int] | None  # None: the rule has no `any` phrases
+    order: tuple[tuple[int, str], ...]  # (phrase number, condition), in config order
+    numbers: frozenset[int]  # every phrase number of the rule
 
 
 class _Caption:
@@ -357,11 +362,8 @@ class _Caption:
         self.words: Words = tokenize(caption)
         self.scopes: Scopes = cues.scopes(self.words)
         self.table = table
-        self.hits = table.find(self.words, self.scopes)
-        # The phrases with at least one mention that counts.
-        self.counted = frozenset(
-            n for n, hits in self.hits.items() if any(why is None for _, _, why in hits)
-        )
+        # The hits per phrase, and the phrases with at least one mention that counts.
+        self.hits, self.counted = table.find(self.words, self.scopes)
         self._mentions: dict[tuple[int, str], list[Mention]] = {}
         self._regex: dict[str, list[_Hit]] = {}
 
@@ -486,6 +488,8 @@ class RuleSet:
                     frozenset(rule.cameras) if rule.cameras is not None else None,
                     _describe_schedule(rule),
                     frozenset(phrases["any"]) if phrases["any"] else None,
+                    tuple((n, key) for key in _CONDITIONS for n in phrases[key]),
+                    frozenset(n for key in _CONDITIONS for n in phrases[key]),
                 )
             )
         if problems:
@@ -595,11 +599,12 @@ def _decide(rule: _Rule, text: _Caption, explain: bool) -> RuleDecision | None:
     if not matched and not explain:
         return None
     mentions: list[Mention] = []
-    if text.hits or regex_hits:
-        for key in _CONDITIONS:
-            for number in rule.phrases[key]:
-                if number in text.hits:
-                    mentions += text.mentions(number, key)
+    hits = text.hits
+    if not rule.numbers.isdisjoint(hits):
+        for number, key in rule.order:
+            if number in hits:
+                mentions += text.mentions(number, key)
+    if regex_hits:
         for hit in regex_hits:
             mentions.append(Mention(text.caption_text(hit), hit[0], hit[1], hit[2], "regex"))
     phrases = text.table.phrases
