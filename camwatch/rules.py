@@ -674,10 +674,10 @@ def _snippet(caption: str, start: int, end: int, width: int = 30) -> str:
 
 
 def explain(decisions: list[RuleDecision], caption: str) -> str:
-    """Given the decisions for a caption and the caption, return a human explanation: per rule
-    whether it matched and why, each mention with a snippet of where it is, and for each discarded
-    one the cue that discarded it. The caption itself is not repeated."""
-    lines = []
+    """Given the decisions for a caption and the caption, return a human explanation: the
+    caption, then per rule whether it matched and why, each mention with a snippet of where it
+    is, and for each discarded one the cue that discarded it."""
+    lines = [f"caption: {' '.join(caption.split())}"]
     for decision in decisions:
         verdict = "MATCH" if decision.matched else "no match"
         lines.append(f"{decision.rule}: {verdict} ({decision.reason})")

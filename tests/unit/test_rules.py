@@ -487,15 +487,29 @@ def test_explain_names_phrases_snippets_and_cues() -> None:
     decisions = ruleset.evaluate(API_EXAMPLE, schedules=False)
     text = explain(decisions, API_EXAMPLE)
     lines = text.splitlines()
-    assert lines[0] == "person-down: MATCH (any: 'lying on the ground')"
-    assert lines[1] == (
+    assert lines[0] == f"caption: {API_EXAMPLE}"
+    assert lines[1] == "person-down: MATCH (any: 'lying on the ground')"
+    assert lines[2] == (
         "  any 'lying on the ground' at 18-37 counted: "
         "It shows a person [lying on the ground]. The person appears to be..."
     )
-    assert lines[2].startswith("  any 'unconscious' at 139-150 discarded, hedged by ")
-    assert "'impossible to determine if': ...if they are injured, [unconscious], or" in lines[2]
-    assert lines[3] == "fire: no match (no phrase of any present)"
-    assert len(lines) == 4
+    assert lines[3].startswith("  any 'unconscious' at 139-150 discarded, hedged by ")
+    assert "'impossible to determine if': ...if they are injured, [unconscious], or" in lines[3]
+    assert lines[4] == "fire: no match (no phrase of any present)"
+    assert len(lines) == 5
+
+
+def test_explain_names_camera_and_schedule_reasons() -> None:
+    ruleset = RuleSet(
+        [rule(name="front", any=["car"], cameras=["front"]), rule(name="night", any=["car"])]
+    )
+    text = explain(ruleset.evaluate("A\ncar.", "garden", schedules=False), "A\ncar.")
+    assert text.splitlines() == [
+        "caption: A car.",
+        "front: no match (camera 'garden' not in cameras)",
+        "night: MATCH (any: 'car')",
+        "  any 'car' at 2-5 counted: A [car].",
+    ]
 
 
 def test_decision_json_shape() -> None:
