@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from camwatch.alerts import alert_body, new_event_id, notify_body
@@ -36,6 +36,46 @@ from camwatch.store import AlertCandidate, ImageJob, Store
 log = get_logger(__name__)
 
 MAX_ROUNDS = 3  # an image that outlasts this many full retry rounds while others caption fails
+
+
+def spare_workers(concurrency: int) -> int:
+    """Given `caption.concurrency`, return how many workers to run beyond it: enough that one
+    is always ready to send when a request ends (reading, hashing and recording an image take
+    a few milliseconds that must not idle a request slot)."""
+    return max(2, concurrency // 4)
+
+
+class Slots:
+    """At most `limit` caption requests in flight at once: `caption.concurrency` counts
+    requests, not threads."""
+
+    def __init__(self, limit: int = 1 << 30) -> None:
+        self._cond = threading.Condition()
+        self._limit = limit
+        self._used = 0
+
+    def resize(self, limit: int) -> None:
+        """Allow `limit` requests at once (requests beyond it finish; no new one starts)."""
+        with self._cond:
+            self._limit = limit
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def held(self, stop: threading.Event) -> Iterator[float]:
+        """Wait for a free slot and hold it for the block; yield the monotonic time it was
+        taken. Raise CaptionAborted if `stop` is set while waiting."""
+        with self._cond:
+            while self._used >= self._limit:
+                if stop.is_set():
+                    raise CaptionAborted("stopping")
+                self._cond.wait(0.25)
+            self._used += 1
+        try:
+            yield time.monotonic()
+        finally:
+            with self._cond:
+                self._used -= 1
+                self._cond.notify()
 
 
 @dataclass(frozen=True)
@@ -127,6 +167,7 @@ class Pipeline:
         self._retouch = retouch
         self._on_alerts = on_alerts
         self._on_done = on_done
+        self.slots = Slots()  # the WorkerPool sets the limit to caption.concurrency
 
     def process(self, job: ImageJob) -> str:
         """Take one claimed image as far as it can go. Return its outcome."""
@@ -172,16 +213,16 @@ class Pipeline:
             self.store.release(job.id, 0, None, charge=False)
             return "saved"
         probe = allowed is False
-        started = time.monotonic()
         try:
-            if config.caption.upload == "url":
-                assert config.caption.public_url is not None
-                url = public_url_for(config.caption.public_url, job.camera, job.relpath)
-                result = rt.client.caption_url(url, prompts_for(config, camera))
-            else:
-                result = rt.client.caption_file(
-                    snap.data, os.path.basename(job.path), prompts_for(config, camera)
-                )
+            with self.slots.held(self._stop) as started:
+                if config.caption.upload == "url":
+                    assert config.caption.public_url is not None
+                    url = public_url_for(config.caption.public_url, job.camera, job.relpath)
+                    result = rt.client.caption_url(url, prompts_for(config, camera))
+                else:
+                    result = rt.client.caption_file(
+                        snap.data, os.path.basename(job.path), prompts_for(config, camera)
+                    )
         except CaptionAborted:
             self.gate.released(probe)
             self.store.release(job.id, 0, None, charge=False)
@@ -298,7 +339,9 @@ def _lstat(path: str) -> tuple[int | None, int | None]:
 
 
 class WorkerPool:
-    """`caption.concurrency` threads that claim queued images and process them."""
+    """Threads that claim queued images and process them: `caption.concurrency` of them with a
+    request in flight at once, and `spare_workers` more preparing the next image or recording
+    the last, so that every request slot stays busy while there is work."""
 
     def __init__(self, store: Store, pipeline: Pipeline, stop: threading.Event) -> None:
         self.store = store
@@ -311,7 +354,10 @@ class WorkerPool:
         self.last_progress = time.monotonic()
 
     def resize(self, count: int) -> None:
-        """Run `count` workers (grow at once; shrink as workers finish their job)."""
+        """Allow `count` requests in flight, with `spare_workers(count)` more workers than that
+        (grow at once; shrink as workers finish their job)."""
+        self.pipeline.slots.resize(count)
+        count += spare_workers(count)
         with self._cond:
             self._wanted = count
             self._threads = [t for t in self._threads if t.is_alive()]
