@@ -168,6 +168,12 @@ class Store:
         self._lock = threading.Lock()
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
+            if not os.access(state_dir, os.W_OK):
+                # SQLite would only say "unable to open database file".
+                raise StateError(
+                    f"state_dir: {str(state_dir)!r} is not writable"
+                    " (read-only file system or permissions)"
+                )
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )

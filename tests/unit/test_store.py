@@ -191,7 +191,7 @@ def test_read_only_empty_state_dir_is_a_state_error(state_dir: Path) -> None:
     state_dir.mkdir()
     proc = _open_read_only(state_dir)
     assert proc.returncode == 3, proc.stderr
-    assert "state_dir: cannot" in proc.stdout
+    assert f"state_dir: {str(state_dir)!r} is not writable" in proc.stdout
     assert not (state_dir / "camwatch.db").exists()
 
 
@@ -200,7 +200,7 @@ def test_read_only_state_dir_with_a_database_is_a_state_error(state_dir: Path) -
     before = (state_dir / "camwatch.db").read_bytes()
     proc = _open_read_only(state_dir)
     assert proc.returncode == 3, proc.stderr
-    assert "state" in proc.stdout
+    assert f"state_dir: {str(state_dir)!r} is not writable" in proc.stdout
     assert (state_dir / "camwatch.db").read_bytes() == before  # untouched, not corrupt
     reopened = Store(state_dir)
     reopened.close()
