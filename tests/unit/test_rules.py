@@ -355,6 +355,33 @@ def test_rules_from_parse_config(tmp_path: Path) -> None:
     assert ruleset.matching(API_EXAMPLE, "frontdoor", day, schedules=False)
 
 
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            {"rules": [{"name": "r", "any": ["x"], "active": ["25:00-06:00"]}]},
+            "rules[0].active[0]: expected a time range such as '22:00-06:00', got '25:00-06:00'",
+        ),
+        (
+            {"rules": [{"name": "r", "any": ["x"], "days": ["someday"]}]},
+            "rules[0].days[0]: expected a day such as 'mon', got 'someday'",
+        ),
+        (
+            {"rules": [{"name": "r", "any": ["x"], "skip_if": ["!!"]}]},
+            "rules[0].skip_if: a phrase needs at least one word, got '!!'",
+        ),
+        ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone 'Mars/Olympus'"),
+        ({"matching": {"negation": ["x"]}}, "matching.negation: unknown key (misspelt?)"),
+    ],
+)
+def test_config_errors_of_the_rule_keys(
+    tmp_path: Path, extra: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"cameras": [{"name": "c", "path": str(tmp_path)}], **extra})
+    assert caught.value.problems == [problem]
+
+
 # -- schedules -------------------------------------------------------------------------------
 
 BERLIN = "Europe/Berlin"
