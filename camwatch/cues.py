@@ -278,7 +278,7 @@ def _spell_out(
             continue
         word, previous = texts[i], texts[i - 1]
         breaks[i] = NONE
-        if word == "t" and previous.endswith("n"):
+        if word == "t" and previous.endswith("n") and len(previous) > 1:
             texts[i - 1] = _NOT_BASES.get(previous, previous[:-1])
             texts[i] = "not"
         elif word == "s" and previous in _IS_AFTER:

@@ -88,6 +88,10 @@ def test_tokenize_marks_clause_ends_and_commas() -> None:
     assert words.breaks == (CLAUSE, COMMA, CLAUSE, CLAUSE, CLAUSE, NONE)
 
 
+def test_tokenize_stray_apostrophes() -> None:
+    assert tokenize("n't 's rock'n'roll").texts == ("n", "t", "s", "rock", "n", "roll")
+
+
 def test_tokenize_empty_caption() -> None:
     words = tokenize("  ...  ")
     assert words.texts == () and words.norm == "" and words.norm_starts == ()
