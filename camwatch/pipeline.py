@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from camwatch.alerts import alert_body, new_event_id, notify_body
 from camwatch.archive import apply_after
@@ -167,7 +168,14 @@ class Pipeline:
         self._retouch = retouch
         self._on_alerts = on_alerts
         self._on_done = on_done
+        self.last_caption = ""
+        self.last_error = ""
         self.slots = Slots()  # the WorkerPool sets the limit to caption.concurrency
+
+    def _warn(self, blog: Any, event: str, **fields: Any) -> None:
+        """Log a warning about a job and keep it as the last error for the status line."""
+        self.last_error = f"{event}: {fields.get('reason') or fields.get('error') or ''}"
+        blog.warning(event, **fields)
 
     def process(self, job: ImageJob) -> str:
         """Take one claimed image as far as it can go. Return its outcome."""
@@ -182,7 +190,7 @@ class Pipeline:
         camera = config.camera(job.camera)
         if camera is None:
             self.store.finish(job.id, "skipped", "camera not configured")
-            blog.warning("image_skipped", outcome="skipped", reason="camera not configured")
+            self._warn(blog, "image_skipped", outcome="skipped", reason="camera not configured")
             return "skipped"
         try:
             snap = read_snapshot(camera.path, job.path, config.caption.max_image_bytes)
@@ -193,11 +201,13 @@ class Pipeline:
         except (UnsafePath, TooLarge) as exc:
             st = _lstat(job.path)
             self.store.finish(job.id, "skipped", str(exc), size=st[0], mtime_ns=st[1])
-            blog.warning("image_skipped", outcome="skipped", reason=str(exc))
+            self._warn(blog, "image_skipped", outcome="skipped", reason=str(exc))
             return "skipped"
         except OSError as exc:
             self.store.finish(job.id, "failed", f"cannot read: {exc.strerror}")
-            blog.warning("image_failed", outcome="failed", reason=f"cannot read: {exc.strerror}")
+            self._warn(
+                blog, "image_failed", outcome="failed", reason=f"cannot read: {exc.strerror}"
+            )
             return "failed"
         if not is_complete_image(snap.data):
             return self._incomplete(job, snap.size, snap.mtime_ns, config.complete_timeout)
@@ -213,6 +223,12 @@ class Pipeline:
             self.store.release(job.id, 0, None, charge=False)
             return "saved"
         probe = allowed is False
+        # A reload may have come while this worker waited at the gate (a paused gate is
+        # resumed by SIGHUP): call with the current client and prompts, not the ones from
+        # before the wait, or a fixed key would meet the old one's 401 and pause again.
+        rt = self._runtime()
+        config = rt.config
+        camera = config.camera(job.camera) or camera
         try:
             with self.slots.held(self._stop) as started:
                 if config.caption.upload == "url":
@@ -228,9 +244,16 @@ class Pipeline:
             self.store.release(job.id, 0, None, charge=False)
             return "saved"
         except PausingCaptionError as exc:
+            if self._runtime() is not rt:
+                # Reloaded while this call was in flight: the answer is about the old key, and
+                # the reload resumed the gate; try again with the new configuration.
+                self.gate.released(probe)
+                self.store.release(job.id, 0, str(exc), charge=False)
+                blog.info("image_requeued", outcome="reloaded", reason=str(exc))
+                return "requeued"
             period = self.gate.pause(str(exc), probe)
             self.store.release(job.id, 0, str(exc), charge=False)
-            blog.warning("image_requeued", outcome="paused", reason=str(exc), wait_s=period)
+            self._warn(blog, "image_requeued", outcome="paused", reason=str(exc), wait_s=period)
             return "paused"
         except TransientCaptionError as exc:
             period = self.gate.outage(str(exc), exc.retry_after, probe)
@@ -238,14 +261,14 @@ class Pipeline:
             if attempts >= MAX_ROUNDS:
                 reason = f"gave up after {attempts} rounds of retries: {exc}"
                 self.store.finish(job.id, "failed", reason, sha256, snap.size, snap.mtime_ns)
-                blog.warning("image_failed", outcome="failed", reason=reason)
+                self._warn(blog, "image_failed", outcome="failed", reason=reason)
                 return "failed"
-            blog.warning("image_requeued", outcome="requeued", reason=str(exc), wait_s=period)
+            self._warn(blog, "image_requeued", outcome="requeued", reason=str(exc), wait_s=period)
             return "requeued"
         except PermanentCaptionError as exc:
             self.gate.succeeded(probe)  # the API answered: it is up, this image is the problem
             self.store.finish(job.id, "failed", str(exc), sha256, snap.size, snap.mtime_ns)
-            blog.warning("image_failed", outcome="failed", reason=str(exc))
+            self._warn(blog, "image_failed", outcome="failed", reason=str(exc))
             return "failed"
         self.gate.succeeded(probe)
         latency_ms = round((time.monotonic() - started) * 1000, 1)
@@ -276,6 +299,7 @@ class Pipeline:
             job.id, sha256, size, mtime_ns, result.text, tokens, candidates
         )
         blog = log.bind(camera=job.camera, path=job.path)
+        self.last_caption = f"{job.camera}: {result.text}"
         blog.info(
             "image_captioned",
             outcome="captioned",
@@ -313,7 +337,7 @@ class Pipeline:
                 )
                 blog.info("image_" + ("moved" if moved else "deleted"), to=moved)
             except OSError as exc:
-                blog.warning("after_action_failed", action=config.after, error=str(exc))
+                self._warn(blog, "after_action_failed", action=config.after, error=str(exc))
         return "captioned"
 
     def _incomplete(self, job: ImageJob, size: int, mtime_ns: int, timeout: float) -> str:
