@@ -60,9 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from camwatch.config import resolve_api_key
+    from camwatch.rules import RuleSet
 
     config = _load(args.config)
     resolve_api_key(config.caption)
+    RuleSet(config.rules, config.matching, config.timezone)  # phrase and cue syntax
     caption = config.caption
     print(f"{args.config}: OK")
     print(

@@ -191,7 +191,7 @@ class Service:
         )
         self._last_outcome = ""
         self.debouncer = Debouncer(self._emit, config.debounce, config.complete_timeout)
-        pipeline = Pipeline(
+        self.pipeline = pipeline = Pipeline(
             self.store,
             self.gate,
             lambda: self.runtime,
@@ -275,9 +275,16 @@ class Service:
             queued = self.store.queue_length()
         except StateError as exc:
             return f"state database error: {exc}"
-        gate = "" if self.gate.state == "closed" else f"; captioning {self.gate.state}"
-        last = f"; last: {self._last_outcome}" if self._last_outcome else ""
-        return f"queue {queued}{gate}{last}"
+        parts = [f"queue {queued}"]
+        if self.gate.state != "closed":
+            parts.append(f"captioning {self.gate.state}: {self.gate.reason}")
+        if self._last_outcome:
+            parts.append(f"last: {self._last_outcome}")
+        if self.pipeline.last_caption:
+            parts.append(f"last caption: {_clip(self.pipeline.last_caption, 80)}")
+        if self.pipeline.last_error:
+            parts.append(f"last error: {_clip(self.pipeline.last_error, 80)}")
+        return "; ".join(parts)
 
     def _drained(self) -> bool:
         if not self._scan_done.is_set() or len(self.debouncer) or self.pool.busy:
@@ -349,6 +356,10 @@ class Service:
             seconds=round(time.monotonic() - started, 3),
         )
         self.notifier.close()
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_service(config_path: str | Path, config: Config, once: bool = False) -> int:
