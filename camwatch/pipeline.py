@@ -434,7 +434,11 @@ class WorkerPool:
                 self.pipeline.process(job)
             except StateError as exc:
                 log.error("state_write_failed", camera=job.camera, path=job.path, error=str(exc))
-                self._stop.wait(5.0)
+                self._stop.wait(5.0)  # disk full or read-only: do not spin
+                # Put the image back so it is tried again once the disk can be written; if that
+                # fails too, it stays "captioning" and the next start resumes it.
+                with contextlib.suppress(StateError):
+                    self.store.release(job.id, time.time(), str(exc), charge=False)
             except Exception:
                 log.exception("job_failed", camera=job.camera, path=job.path)
                 with contextlib.suppress(StateError):
