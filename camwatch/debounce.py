@@ -26,9 +26,11 @@ from camwatch.log import get_logger
 log = get_logger(__name__)
 
 _CLOCK_SKEW_S = 1.0  # an mtime further in the future than this is not trusted
+_EMIT_RETRY_S = 2.0  # how soon files the queue could not take are offered again
+_EMIT_BATCH = 500  # files handed to the queue at once: bounds memory and the store's lock time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadyFile:
     """A file that is quiet and complete: ready to be queued for captioning."""
 
@@ -40,7 +42,7 @@ class ReadyFile:
     detected_at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     camera: str
     path: str
@@ -74,6 +76,7 @@ class Debouncer:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
+        self._emit_failing = False
         self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
 
     def start(self) -> None:
@@ -92,13 +95,16 @@ class Debouncer:
         with self._cond:
             return len(self._entries)
 
-    def touch(self, camera: str, path: str, relpath: str, settled: bool = False) -> None:
+    def touch(
+        self, camera: str, path: str, relpath: str, settled: bool = False, delay: float = 0.0
+    ) -> None:
         """Note that `path` appeared or changed. Never blocks on I/O. With `settled` (a file
-        found at start whose mtime is already old) no further quiet period is needed."""
+        found at start whose mtime is already old) no further quiet period is needed; `delay`
+        postpones the next look at it."""
         now = self._mono()
         with self._cond:
             entry = self._entries.get(path)
-            deadline = now if settled else now + self.debounce
+            deadline = (now if settled else now + self.debounce) + delay
             if entry is None:
                 entry = _Entry(camera, path, relpath, self._wall(), deadline, now, settled=settled)
                 self._entries[path] = entry
@@ -138,23 +144,36 @@ class Debouncer:
                 if self._stopping:
                     return
             ready: list[ReadyFile] = []
-            for entry in due:
+            for i, entry in enumerate(due):
                 try:
                     item = self._check(entry)
                 except Exception:  # one odd file must not stop the thread
                     log.exception("debounce_check_failed", camera=entry.camera, path=entry.path)
                     self.forget(entry.path)
-                    continue
+                    item = None
                 if item is not None:
                     ready.append(item)
-            if ready:
-                try:
-                    self._emit(ready)
-                except Exception:
-                    # The queue could not take them (state database error): try again shortly.
-                    log.exception("debounce_emit_failed", count=len(ready))
-                    for item in ready:
-                        self.touch(item.camera, item.path, item.relpath)
+                # A burst of thousands goes to the queue in batches: workers start on the first
+                # while the rest are checked, and no list of them all is ever held.
+                if ready and (len(ready) >= _EMIT_BATCH or i == len(due) - 1):
+                    self._hand_over(ready)
+                    ready = []
+
+    def _hand_over(self, ready: list[ReadyFile]) -> None:
+        try:
+            self._emit(ready)
+        except Exception as exc:
+            # The queue cannot take them (disk full, read-only state_dir): keep the files and
+            # try again in a while. One error per failure streak, not one per retry.
+            if not self._emit_failing:
+                log.error("queue_write_failed", count=len(ready), error=str(exc))
+            self._emit_failing = True
+            for item in ready:
+                self.touch(item.camera, item.path, item.relpath, settled=True, delay=_EMIT_RETRY_S)
+            return
+        if self._emit_failing:
+            self._emit_failing = False
+            log.info("queue_write_recovered", count=len(ready))
 
     def _check(self, entry: _Entry) -> ReadyFile | None:
         """Look at a file whose deadline came: return it if ready, else reschedule or drop."""
