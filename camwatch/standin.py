@@ -327,6 +327,7 @@ class _LoopbackServer:
         self.latency = latency
         self._port = port
         self._lifecycle = threading.Lock()
+        self._placeholder: socket.socket | None = None
         self._conns_lock = threading.Lock()
         self._conns: dict[Any, threading.Thread] = {}
         self._server: _Server | None = None
@@ -363,15 +364,36 @@ class _LoopbackServer:
         """Stop listening, close every connection, join every thread (idempotent)."""
         with self._lifecycle:
             self._unlisten()
+            self._release_placeholder()
 
     def go_down(self) -> None:
         """Close the listening socket and every open connection, keeping the port: clients now
         get "connection refused" until `come_up()`."""
-        self.stop()
+        with self._lifecycle:
+            self._unlisten()
+            # Hold the port with a bound socket that does not listen: connections are still
+            # refused, and no other program's server can be given this port meanwhile.
+            if self._placeholder is None and self._port:
+                holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    holder.bind((self.host, self._port))
+                except OSError:
+                    holder.close()
+                else:
+                    self._placeholder = holder
 
     def come_up(self) -> None:
         """Listen again on the same port after `go_down()`."""
-        self.start()
+        with self._lifecycle:
+            self._release_placeholder()
+            if self._server is None:
+                self._listen()
+
+    def _release_placeholder(self) -> None:
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
 
     def __enter__(self) -> Any:
         return self.start()
