@@ -272,7 +272,8 @@ class DeliveryConfig(_Model):
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] | None = None
-    file: Path | None = None
+    file: Path | None = None  # with --daemon: where logs go (default state_dir/camwatch.log)
+    syslog: bool = False  # with --daemon: send logs to syslog instead of a file
 
     @field_validator("level", mode="before")
     @classmethod

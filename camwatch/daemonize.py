@@ -2,7 +2,8 @@
 
 The pid file is locked for as long as the daemon runs, so a second daemon on the same pid file
 refuses to start instead of running twice. Logs go to `log.file` (default
-`<state_dir>/camwatch.log`), since a detached process has no terminal.
+`<state_dir>/camwatch.log`), or to syslog with `log.syslog: true`, since a detached process has no
+terminal.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import daemon
 import daemon.pidfile
 
 from camwatch.config import Config
-from camwatch.log import configure
+from camwatch.log import SyslogStream, configure
 
 
 def log_path(config: Config) -> Path:
@@ -38,21 +40,24 @@ def run_detached(config_path: str, config: Config, pidfile: str, once: bool = Fa
             return 75
         except (OSError, ValueError):
             lock.break_lock()  # a stale pid file left by a crash
-    log_file_path = log_path(config)
-    log_file_path.parent.mkdir(parents=True, exist_ok=True)
     config_path = os.path.abspath(config_path)
-    log_file = open(log_file_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    log_file: TextIO | None = None
+    if not config.log.syslog:
+        log_file_path = log_path(config)
+        log_file_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(log_file_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     context = daemon.DaemonContext(
         pidfile=lock,
         working_directory="/",
         umask=0o027,
-        files_preserve=[log_file],
+        files_preserve=[log_file] if log_file else [],
         stdout=log_file,
         stderr=log_file,
         # Our own handlers are installed by the service; keep python-daemon's out of the way.
         signal_map={},
     )
     with context:
-        configure(config.log.level, config.log.format or "json", stream=log_file)
+        stream = log_file if log_file is not None else SyslogStream()
+        configure(config.log.level, config.log.format or "json", stream=stream)
         code = run_service(config_path, config, once=once)
     return code

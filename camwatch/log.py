@@ -60,7 +60,42 @@ def _redact_rendered(_: Any, __: str, rendered: str) -> str:
     return redact(rendered) if _secrets else rendered
 
 
-def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+_SYSLOG_LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def syslog_priority(line: str) -> int:
+    """Given a rendered log line, return its syslog priority (LOG_INFO when unknown)."""
+    for name, priority in _SYSLOG_LEVELS.items():
+        if f'"level": "{name}"' in line or f"[{name}" in line:
+            return priority
+    return 6
+
+
+class SyslogStream:
+    """A write-only stream that sends each line to syslog, for `--daemon` with `log.syslog`."""
+
+    def __init__(self, ident: str = "camwatch") -> None:
+        import syslog
+
+        self._syslog = syslog
+        syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self._syslog.syslog(syslog_priority(line), line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def configure(
+    level: str = "info", fmt: str | None = None, stream: TextIO | SyslogStream | None = None
+) -> None:
     """Configure structlog (and the standard logging of libraries) to write one event per line
     to `stream` (default stderr): `fmt` "json", "console", or None to choose by whether the stream
     is a terminal."""

@@ -551,3 +551,30 @@ def test_run_daemon_with_a_pidfile_then_stop(
     finally:
         if pid and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_run_daemon_logs_to_syslog_when_asked(
+    tmp_path: Path,
+    tree: Tree,
+    hooks: WebhookReceiver,
+    config: ConfigWriter,
+) -> None:
+    """With `log.syslog: true` nothing is written to the log file; the daemon still works.
+    (What syslog received is not checked: that needs a syslog daemon on /dev/log.)"""
+    cfg = config.write(log={"level": "info", "format": "json", "syslog": True})
+    pidfile = tmp_path / "camwatch.pid"
+    result = run_cli("run", "-c", str(cfg), "--daemon", "--pidfile", str(pidfile))
+    assert result.returncode == 0, result.stderr
+    pid = 0
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), message="pid file")
+        pid = int(pidfile.read_text().strip())
+        data = image("Someone collapsed on the porch.")
+        drop(tree.frontdoor / "porch.jpg", data)
+        assert hooks.wait_for_delivered(1, WAIT)
+        stop = run_cli("stop", "--pidfile", str(pidfile), timeout=30.0)
+        assert stop.returncode == 0, stop.stderr
+        assert not (tree.state / "camwatch.log").exists()
+    finally:
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)

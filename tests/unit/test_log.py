@@ -85,3 +85,18 @@ def test_console_format_is_for_people() -> None:
     assert "ready" in text and "front" in text
     with pytest.raises(ValueError):
         json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("line", "priority"),
+    [
+        ('{"event": "ready", "level": "info"}', 6),
+        ('{"event": "caption_retry", "level": "warning"}', 4),
+        ('{"event": "captioning_paused", "level": "error"}', 3),
+        ('{"event": "image_queued", "level": "debug"}', 7),
+        ("2026-11-23T12:00:00Z [error    ] state_write_failed", 3),
+        ("something else", 6),
+    ],
+)
+def test_syslog_priority_follows_the_level(line: str, priority: int) -> None:
+    assert camlog.syslog_priority(line) == priority
