@@ -47,6 +47,7 @@ def test_images_dropped_every_way_give_exactly_the_expected_alerts(
 
     # Files that must never be read: hidden, temporary, a symlink leading out of the camera.
     hidden = drop(tree.frontdoor / ".hidden.jpg", image("A man collapsed in the hidden file."))
+    thumbs = drop(tree.frontdoor / ".thumbs" / "t.jpg", image("A man collapsed, a thumbnail."))
     tmp = drop(tree.frontdoor / "upload.jpg.tmp", image("A parcel in a temporary file."))
     link = tree.frontdoor / "link.jpg"
     os.symlink(outside, link)
@@ -90,16 +91,23 @@ def test_images_dropped_every_way_give_exactly_the_expected_alerts(
     )
     assert "complete" in skipped["reason"]
 
-    # The daemon goes on after the skip: a later image is captioned and alerts.
+    # The daemon goes on after the skip: a later image is captioned and alerts; the same bytes
+    # at another path are another image.
     later_data = image("Another parcel by the gate.")
     later = drop(tree.frontdoor / "later.jpg", later_data)
+    copy = drop(tree.driveway / "copy.jpg", later_data)
     daemon.wait_event("image_captioned", path=str(later))
-    assert hooks.wait_for_delivered(4, 30)
-    daemon.wait_event("alert_delivered", count=4)
+    daemon.wait_event("image_captioned", path=str(copy))
+    # The skipped file is considered again once it changes, and is now whole.
+    drop(truncated, whole)
+    daemon.wait_event("image_captioned", path=str(truncated))
+    assert hooks.wait_for_delivered(5, 30)
+    daemon.wait_event("alert_delivered", count=5)
 
     got = hooks.received
     assert alert_keys(got) == sorted(
         [
+            ("package", "driveway", str(copy)),
             ("package", "frontdoor", str(later)),
             ("package", "frontdoor", str(slow)),
             ("person-down", "frontdoor", str(plain)),
@@ -148,14 +156,16 @@ def test_images_dropped_every_way_give_exactly_the_expected_alerts(
     # Exactly one upload per image, the slow one only after its last chunk.
     uploads = api.requests
     names = sorted(r.file_name for r in uploads)
-    assert names == sorted(["12-00-01.jpg", "slow.jpg", "cam2.jpg", "quiet.jpg", "later.jpg"])
+    expected = ["12-00-01.jpg", "slow.jpg", "cam2.jpg", "quiet.jpg", "later.jpg", "copy.jpg"]
+    assert names == sorted([*expected, "truncated.jpg"])  # the truncated one once, when whole
     assert all(r.status == 200 for r in uploads)
     slow_upload = next(r for r in uploads if r.file_name == "slow.jpg")
     assert slow_upload.sha256 == sha256(slow_data)
     assert slow_upload.wall_time >= last_chunk_at
-    never = {sha256(p.read_bytes()) for p in (outside, hidden, tmp)} | {sha256(whole)}
+    never = {sha256(p.read_bytes()) for p in (outside, hidden, thumbs, tmp)}
     assert not never & {r.sha256 for r in uploads}
-    for path in (hidden, tmp, link, part):
+    assert next(r for r in uploads if r.file_name == "truncated.jpg").sha256 == sha256(whole)
+    for path in (hidden, thumbs, tmp, link, part):
         assert not [e for e in daemon.events if e.get("path") == str(path)], path
 
     code, seconds = daemon.terminate()
