@@ -384,7 +384,7 @@ def test_files_dropped_while_stopped_are_processed_on_start(
     assert second.terminate()[0] == 0
 
 
-def test_sighup_with_a_valid_config_applies_a_new_rule(
+def test_sighup_with_a_valid_config_applies_a_new_rule_and_camera(
     tree: Tree,
     hooks: WebhookReceiver,
     config: ConfigWriter,
@@ -393,18 +393,27 @@ def test_sighup_with_a_valid_config_applies_a_new_rule(
     daemon = start_daemon(config.write())
     before = drop(tree.frontdoor / "ladder-1.jpg", image("A man on a ladder by the window."))
     assert daemon.wait_event("image_captioned", path=str(before))["rules"] == []
+    garage = tree.root / "cams" / "garage"
+    waiting_data = image("A ladder leaning on the garage door.")
+    waiting = drop(garage / "waiting.jpg", waiting_data)  # there before its camera is
 
     data = config.data()
     data["rules"].append({"name": "ladder", "any": ["ladder"], "severity": "critical"})
+    data["cameras"].append({"name": "garage", "path": str(garage)})
     config.write(data)
     daemon.hup()
-    assert daemon.wait_event("reloaded")["rules"] == 4
+    reloaded = daemon.wait_event("reloaded")
+    assert (reloaded["rules"], reloaded["cameras"]) == (4, ["frontdoor", "driveway", "garage"])
     after_data = image("A man on a ladder by the back door.")
     after = drop(tree.frontdoor / "ladder-2.jpg", after_data)
     daemon.wait_event("alert_decided", rule="ladder", path=str(after))
-    assert hooks.wait_for_delivered(1, 30)
+    daemon.wait_event("alert_decided", rule="ladder", path=str(waiting))
+    live = drop(garage / "live.jpg", image("An empty garage."))  # and it is watched
+    daemon.wait_event("image_captioned", path=str(live))
+    assert hooks.wait_for_delivered(2, 30)
+    by_image = {r.json["image"]: r for r in hooks.delivered}
     assert_alert(
-        hooks.delivered[0],
+        by_image[str(after)],
         rule="ladder",
         camera="frontdoor",
         image=after,
@@ -412,7 +421,15 @@ def test_sighup_with_a_valid_config_applies_a_new_rule(
         data=after_data,
         severity="critical",
     )
-    assert len(hooks.received) == 1
+    assert_alert(
+        by_image[str(waiting)],
+        rule="ladder",
+        camera="garage",
+        image=waiting,
+        matched=["ladder"],
+        data=waiting_data,
+    )
+    assert len(hooks.received) == 2  # the image captioned before the reload did not alert
     assert daemon.terminate()[0] == 0
 
 
@@ -480,6 +497,36 @@ def test_sigterm_with_work_in_flight_exits_0_within_10s_and_loses_nothing(
     assert sorted({r.json["image"] for r in hooks.delivered}) == sorted(str(p) for p in dropped)
     code, seconds = second.terminate()
     assert (code, seconds < 10) == (0, True)
+
+
+def test_sigterm_during_a_request_longer_than_10s_saves_it_and_exits_0_in_time(
+    tree: Tree,
+    api: StandinCaptionAPI,
+    hooks: WebhookReceiver,
+    config: ConfigWriter,
+    start_daemon: StartDaemon,
+) -> None:
+    api.latency = 60.0  # answers only when the stand-in stops, long after the daemon is gone
+    data = config.data()
+    data["caption"]["timeout"] = "120s"
+    path = config.write(data)
+    first = start_daemon(path)
+    dropped = [
+        drop(tree.frontdoor / f"stuck-{i}.jpg", image(f"Stuck {i}: a parcel on the mat."))
+        for i in range(2)
+    ]
+    assert api.wait_in_flight(2, 30), first.tail()
+    code, seconds = first.terminate()
+    assert (code, seconds < 10) == (0, True)
+    assert first.named("stopped")[0]["in_flight_saved"] is True
+
+    api.latency = 0.0
+    second = start_daemon(path)
+    assert second.wait_event("ready")["recovered"] == 2
+    for target in dropped:
+        second.wait_event("image_captioned", path=str(target))
+    assert hooks.wait_for_delivered(2, 30), second.tail()
+    assert second.terminate()[0] == 0
 
 
 def test_sigint_also_stops_cleanly(config: ConfigWriter, start_daemon: StartDaemon) -> None:
