@@ -283,6 +283,37 @@ def test_bad_key_pauses_captioning_once_without_a_storm_and_sighup_resumes(
     assert API_KEY not in daemon.stderr_text
 
 
+def test_credits_exhausted_pauses_and_a_probe_resumes_once_they_are_back(
+    tree: Tree,
+    api: StandinCaptionAPI,
+    hooks: WebhookReceiver,
+    config: ConfigWriter,
+    start_daemon: StartDaemon,
+) -> None:
+    # The provider's other spelling: HTTP 200 with code "0402".
+    api.set_outage(200, body={"code": "0402", "msg": "insufficient credits", "data": None})
+    daemon = start_daemon(config.write())
+    dropped = [
+        drop(tree.frontdoor / f"credit-{i}.jpg", image(f"Credit {i}: a parcel on the mat."))
+        for i in range(3)
+    ]
+    paused = daemon.wait_event("captioning_paused")
+    assert "0402" in paused["reason"]
+    before = api.count
+    assert api.wait_for(before + 1, 30), daemon.tail()  # a probe came; the queue was kept
+    assert not daemon.named("image_failed")
+
+    api.set_outage(None)  # credits bought: the next probe succeeds, no reload needed
+    daemon.wait_event("captioning_resumed")
+    for target in dropped:
+        daemon.wait_event("image_captioned", path=str(target))
+    assert hooks.wait_for_delivered(3, 30), daemon.tail()
+    assert len(daemon.named("captioning_paused")) == 1
+    assert not daemon.named("reloaded")
+    assert not daemon.named("image_failed")
+    assert daemon.terminate()[0] == 0
+
+
 def test_restart_after_everything_is_done_sends_nothing(
     tree: Tree,
     api: StandinCaptionAPI,
