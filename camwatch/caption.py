@@ -38,6 +38,7 @@ from typing import Any
 
 import requests
 import requests.auth
+import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
@@ -248,8 +249,11 @@ class CaptionClient:
                 auth=self._auth,  # also keeps a ~/.netrc entry from replacing the key
                 timeout=self.config.timeout,
                 allow_redirects=False,  # a redirect would resend the key somewhere else
+                stream=True,  # the body is read below, against a deadline
                 **kwargs,
             )
+            with response:
+                _read_body(response, time.monotonic() + self.config.timeout)
         except requests.Timeout as exc:
             error = TransientCaptionError(f"caption API timed out after {self.config.timeout:g}s")
             error.__cause__ = exc
@@ -258,8 +262,7 @@ class CaptionClient:
             error = TransientCaptionError(f"cannot reach caption API ({_short_reason(exc)})")
             error.__cause__ = exc
             raise _Retry(error) from None
-        with response:
-            return self._read(response)
+        return self._read(response)
 
     def _read(self, response: requests.Response) -> CaptionResult:
         status = response.status_code
@@ -336,6 +339,34 @@ class CaptionClient:
 
 
 # -- plain functions -------------------------------------------------------------------------
+
+
+_MAX_ANSWER_BYTES = 4_000_000  # a caption answer is a few kB; more is not the API talking
+
+
+def _read_body(response: requests.Response, deadline: float) -> None:
+    """Read the whole body of a streamed response by `deadline`, so that a server trickling its
+    answer a byte at a time cannot hold a worker for ever (the timeout alone only bounds each
+    read). Raise requests.Timeout past the deadline or the size cap."""
+    raw = response.raw
+    # read1 returns what one socket read gives; a plain read(n) would wait for all n bytes.
+    read = getattr(raw, "read1", None)
+    if read is None:  # urllib3 1.x
+        data = response.content
+    else:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := read(65536, decode_content=True):
+                chunks.append(chunk)
+                size += len(chunk)
+                if time.monotonic() > deadline or size > _MAX_ANSWER_BYTES:
+                    raise requests.Timeout("the answer did not arrive in time")
+        except urllib3.exceptions.HTTPError as exc:  # what requests would have wrapped
+            raise requests.ConnectionError(str(exc)) from None
+        data = b"".join(chunks)
+    # requests keeps a body it read in _content; filling it lets json() parse what we read.
+    response._content = data
 
 
 def _prompt_fields(prompts: Prompts) -> dict[str, Any]:
