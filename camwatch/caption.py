@@ -58,6 +58,7 @@ from camwatch.errors import (
     TransientCaptionError,
 )
 from camwatch.log import get_logger
+from camwatch.sessions import settle_environment
 
 log = get_logger(__name__)
 
@@ -151,6 +152,8 @@ class CaptionClient:
             )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            # The key is sent explicitly (_KeyAuth): never let ~/.netrc stand in for it.
+            settle_environment(session, self._url, netrc=False)
         self._session = session
         self._closed = False
 

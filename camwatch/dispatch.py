@@ -21,6 +21,7 @@ from camwatch.alerts import DeliveryFailed, QuickRetry, post_webhook, send_notif
 from camwatch.config import Config, NotifyConfig, WebhookConfig
 from camwatch.errors import StateError
 from camwatch.log import get_logger
+from camwatch.sessions import settle_environment
 from camwatch.store import OutboxRow, Store
 
 log = get_logger(__name__)
@@ -33,20 +34,6 @@ def backoff(attempts: int, initial: float, maximum: float, rng: random.Random) -
     `initial`, capped at `maximum`, with jitter so many alerts do not retry in lockstep."""
     base = min(maximum, initial * (2 ** max(attempts - 1, 0)))
     return base * (0.5 + rng.random() / 2)
-
-
-def settle_environment(session: requests.Session, url: str) -> None:
-    """Given a session that posts to one URL, read once what requests would otherwise read from
-    the environment on every request (proxies and NO_PROXY, REQUESTS_CA_BUNDLE, ~/.netrc) and
-    fix it on the session. A daemon's environment does not change, and the per-request scan of
-    os.environ was a quarter of a delivery's CPU."""
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    netrc_auth = requests.utils.get_netrc_auth(url)
-    session.trust_env = False
-    session.proxies.update(settings["proxies"])
-    session.verify = settings["verify"]
-    if netrc_auth:
-        session.auth = netrc_auth
 
 
 @dataclass(frozen=True)
