@@ -351,9 +351,10 @@ def test_no_keepalives_when_watchdog_pid_names_another_process(
 
 
 class DribblingAPI:
-    """An HTTP server on 127.0.0.1 that reads a request, promises a large body, then sends it one
-    byte every `pace` seconds: each read of the client finishes well within its timeout, so the
-    request never ends. Every connection is closed by `close()`."""
+    """An HTTP server on 127.0.0.1 that reads a request, then sends an endless header line one
+    byte every `pace` seconds: each read of the client finishes well within its timeout, and the
+    client's deadline on the body never starts, so the request never ends. Every connection is
+    closed by `close()`."""
 
     def __init__(self, pace: float = 0.2) -> None:
         self.pace = pace
@@ -391,11 +392,11 @@ class DribblingAPI:
                         return
                     received += chunk
             self.arrived.set()
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "
             with contextlib.suppress(OSError):
-                conn.sendall(head + b"Content-Length: 100000000\r\n\r\n")
+                conn.sendall(head)
                 while not self._closing.wait(self.pace):
-                    conn.sendall(b" ")
+                    conn.sendall(b"a")
 
     def close(self) -> None:
         """Stop serving and close every connection."""
