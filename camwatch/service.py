@@ -27,6 +27,7 @@ from camwatch.rules import RuleSet
 from camwatch.scan import scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
 from camwatch.store import ImageJob, NewImage, OutboxRow, Store
+from camwatch.wakeup import Wakeup
 from camwatch.watcher import Watcher
 
 log = get_logger(__name__)
@@ -70,8 +71,9 @@ class Service:
         self.config = config
         self.once = once
         self.stop = threading.Event()
-        self._wakeup = threading.Event()
+        self._wakeup = Wakeup()
         self._reload_requested = False
+        self._stop_requested = False
         self._scan_done = threading.Event()
         self._old_clients: list[CaptionClient] = []
         self.notifier = Notifier()
@@ -79,18 +81,20 @@ class Service:
 
     # -- signals ----------------------------------------------------------------------------
 
+    # Handlers only set flags: they run in the main thread at any bytecode, perhaps while it holds
+    # a lock, so they must take none (see wakeup.py). The interpreter rings the Wakeup itself.
+
     def _on_stop_signal(self, signum: int, _: FrameType | None) -> None:
         self._stop_signal = signal.Signals(signum).name
-        self.stop.set()
-        self._wakeup.set()
+        self._stop_requested = True
 
     def _on_hup(self, _: int, __: FrameType | None) -> None:
         self._reload_requested = True
-        self._wakeup.set()
 
     def install_signals(self) -> None:
         """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a reload."""
         self._stop_signal = ""
+        self._wakeup.attach_signals()
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -239,8 +243,7 @@ class Service:
         status = ""
         while not self.stop.is_set():
             self._wakeup.wait(tick)
-            self._wakeup.clear()
-            if self.stop.is_set():
+            if self._stop_requested:
                 break
             if self._reload_requested:
                 self._reload_requested = False
@@ -356,6 +359,7 @@ class Service:
             seconds=round(time.monotonic() - started, 3),
         )
         self.notifier.close()
+        self._wakeup.close()
 
 
 def _clip(text: str, limit: int) -> str:

@@ -671,3 +671,17 @@ def test_cooldown_survives_a_restart(
     assert second.terminate()[0] == 0
     assert alert_keys(hooks.received) == [("package", "frontdoor", str(one))]
     assert api.count == 2
+
+
+def test_a_storm_of_sighups_then_sigterm_stops_cleanly(
+    config: ConfigWriter, start_daemon: StartDaemon
+) -> None:
+    """Signals arrive at any moment of the main loop; none may wedge it (a handler that takes a
+    lock the loop holds would)."""
+    daemon = start_daemon(config.write())
+    for _ in range(300):
+        daemon.hup()
+        time.sleep(0.002)  # signals a few ms apart, landing all over the loop
+    daemon.wait_event("reloaded", timeout=30)
+    code, seconds = daemon.terminate()
+    assert code == 0 and seconds < 10, daemon.tail()
