@@ -41,6 +41,16 @@ def _load(path: str) -> Config:
     return config
 
 
+class UsageError(Exception):
+    """A command-line argument that does not fit the configuration: exit 64."""
+
+
+def _check_camera(config: Config, name: str | None) -> None:
+    """Raise UsageError if `--camera NAME` names no configured camera."""
+    if name and config.camera(name) is None:
+        raise UsageError(f"--camera: unknown camera {name!r}")
+
+
 def _print_problems(problems: list[str]) -> None:
     for problem in problems:
         print(f"camwatch: {problem}", file=sys.stderr)
@@ -109,10 +119,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
     if not is_complete_image(data):
         print(f"camwatch: {path}: not a complete JPEG or PNG", file=sys.stderr)
         return EX_NOINPUT
+    _check_camera(config, args.camera)
     camera = config.camera(args.camera) if args.camera else config.cameras[0]
-    if camera is None:
-        print(f"camwatch: --camera: unknown camera {args.camera!r}", file=sys.stderr)
-        return EX_USAGE
+    assert camera is not None
     client = CaptionClient(config.caption, api_key)
     try:
         result = client.caption_file(data, path.name, prompts_for(config, camera))
@@ -129,9 +138,7 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
     from camwatch.rules import RuleSet, decision_json, explain
 
     config = _load(args.config)
-    if args.camera and config.camera(args.camera) is None:
-        print(f"camwatch: --camera: unknown camera {args.camera!r}", file=sys.stderr)
-        return EX_USAGE
+    _check_camera(config, args.camera)
     rules = RuleSet(config.rules, config.matching, config.timezone)
     captions = args.text or (line.rstrip("\n") for line in sys.stdin)
     for caption in captions:
@@ -149,9 +156,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from camwatch.store import Store
 
     config = _load(args.config)
-    if args.camera and config.camera(args.camera) is None:
-        print(f"camwatch: --camera: unknown camera {args.camera!r}", file=sys.stderr)
-        return EX_USAGE
+    _check_camera(config, args.camera)
     store = Store(config.state_dir)
     try:
         count = store.retry_failed(args.camera)
@@ -165,6 +170,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from camwatch.rules import RuleSet
 
     config = _load(args.config)
+    _check_camera(config, args.camera)
     try:
         since = time.time() - parse_duration(args.since)
     except ValueError as exc:
@@ -309,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateError as exc:
         print(f"camwatch: {exc}", file=sys.stderr)
         code = EX_IOERR
+    except UsageError as exc:
+        print(f"camwatch: {exc}", file=sys.stderr)
+        code = EX_USAGE
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

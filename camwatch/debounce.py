@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from camwatch.files import check_complete
 from camwatch.log import get_logger
+from camwatch.store import NewImage
 
 log = get_logger(__name__)
 
@@ -30,16 +31,8 @@ _EMIT_RETRY_S = 2.0  # how soon files the queue could not take are offered again
 _EMIT_BATCH = 500  # files handed to the queue at once: bounds memory and the store's lock time
 
 
-@dataclass(frozen=True, slots=True)
-class ReadyFile:
-    """A file that is quiet and complete: ready to be queued for captioning."""
-
-    camera: str
-    path: str
-    relpath: str
-    size: int
-    mtime_ns: int
-    detected_at: float
+# A file that is quiet and complete is exactly what the queue takes: one record type for both.
+ReadyFile = NewImage
 
 
 @dataclass(slots=True)

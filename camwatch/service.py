@@ -26,7 +26,7 @@ from camwatch.pipeline import Pipeline, Runtime, WorkerPool
 from camwatch.rules import RuleSet
 from camwatch.scan import scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
-from camwatch.store import ImageJob, NewImage, OutboxRow, Store
+from camwatch.store import ImageJob, OutboxRow, Store
 from camwatch.wakeup import Wakeup
 from camwatch.watcher import Watcher
 
@@ -102,10 +102,7 @@ class Service:
     # -- wiring ------------------------------------------------------------------------------
 
     def _emit(self, ready: list[ReadyFile]) -> None:
-        images = [
-            NewImage(r.camera, r.path, r.relpath, r.size, r.mtime_ns, r.detected_at) for r in ready
-        ]
-        added = self.store.add_pending(images)
+        added = self.store.add_pending(ready)
         for r in ready:
             log.debug("image_queued", camera=r.camera, path=r.path)
         if added:

@@ -87,7 +87,7 @@ _MIGRATIONS: list[list[str]] = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewImage:
     """A file handed to the queue."""
 
