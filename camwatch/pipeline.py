@@ -19,7 +19,7 @@ from typing import Any
 
 from camwatch.alerts import alert_body, new_event_id, notify_body
 from camwatch.archive import apply_after
-from camwatch.caption import CaptionClient, Prompts, public_url_for
+from camwatch.caption import CaptionClient, CaptionResult, Prompts, public_url_for
 from camwatch.config import CameraConfig, Config
 from camwatch.errors import (
     CaptionAborted,
@@ -282,12 +282,9 @@ class Pipeline:
         sha256: str,
         size: int,
         mtime_ns: int,
-        result: object,
+        result: CaptionResult,
         latency_ms: float,
     ) -> str:
-        from camwatch.caption import CaptionResult
-
-        assert isinstance(result, CaptionResult)
         config = rt.config
         decisions = rt.rules.matching(result.text, camera.name)
         now = time.time()

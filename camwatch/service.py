@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from camwatch.archive import apply_after
 from camwatch.caption import CaptionClient
 from camwatch.config import Config, load_config, resolve_api_key
 from camwatch.debounce import Debouncer, ReadyFile
 from camwatch.dispatch import Dispatcher, Target
 from camwatch.errors import ConfigError, StateError
+from camwatch.files import relative_candidate
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger, register_secrets
 from camwatch.pipeline import Pipeline, Runtime, WorkerPool
@@ -164,9 +166,6 @@ class Service:
         config = self.runtime.config
         if config.after == "keep":
             return
-        from camwatch.archive import apply_after
-        from camwatch.files import relative_candidate
-
         cam = config.camera(camera)
         rel = relative_candidate(str(cam.path), path) if cam else None
         if rel is None:
