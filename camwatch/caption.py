@@ -167,11 +167,15 @@ class CaptionClient:
         data and return its caption. Raise a CaptionError subclass if there is none."""
         name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "image.jpg"
         req = json.dumps(_prompt_fields(prompts), ensure_ascii=False).encode("utf-8")
-        files = [
-            ("req", ("req.json", req, "application/json")),
-            ("file", (name, data, _sniff_type(data) or content_type_for(name))),
-        ]
-        return self._call(lambda: self._post(files=files))
+        # Encoded once (the same urllib3 encoder requests would use), not again on every try.
+        body, content_type = urllib3.encode_multipart_formdata(
+            [
+                ("req", ("req.json", req, "application/json")),
+                ("file", (name, data, _sniff_type(data) or content_type_for(name))),
+            ]
+        )
+        headers = {"Content-Type": content_type}
+        return self._call(lambda: self._post(data=body, headers=headers))
 
     def caption_url(self, url: str, prompts: Prompts) -> CaptionResult:
         """Given a public URL of an image and the prompts, have the API fetch it and return its

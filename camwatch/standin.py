@@ -486,10 +486,12 @@ class _LoopbackServer:
                 return
             left -= len(chunk)
 
-    def _pause(self) -> bool:
-        """Sleep `latency` seconds (woken early by stop/go_down). Return False if the server
-        went down meanwhile and the request should get no answer."""
-        latency = self.latency
+    def _pause(self, arrived: float) -> bool:
+        """Sleep until `latency` seconds after the request `arrived` (monotonic; woken early by
+        stop/go_down): an API with latency L answers L after the request, however long this
+        stand-in took to read and parse it on a shared CPU. Return False if the server went
+        down meanwhile and the request should get no answer."""
+        latency = self.latency - (time.monotonic() - arrived)
         if latency > 0 and self._down.wait(latency):
             return False
         return not self._down.is_set()
@@ -612,7 +614,7 @@ class StandinCaptionAPI(_LoopbackServer):
                 return
             parsed = _parse_request(handler.headers.get("Content-Type") or "", body)
             answer, caption = self._decide(handler, parsed)
-            if not self._pause():
+            if not self._pause(arrived):
                 handler.close_connection = True
                 return
             data = parsed.file_bytes
@@ -950,7 +952,7 @@ class WebhookReceiver(_LoopbackServer):
             if body is None:
                 return
             answer = self.script.take() or _Answer(200, b'{"ok": true}')
-            if not self._pause():
+            if not self._pause(arrived):
                 handler.close_connection = True
                 return
             try:
