@@ -36,6 +36,7 @@ from camwatch.store import AlertCandidate, ImageJob, Store
 
 log = get_logger(__name__)
 
+IDLE_WAIT_S = 5.0  # an idle worker looks at the queue at least this often
 MAX_ROUNDS = 3  # an image that outlasts this many full retry rounds while others caption fails
 
 
@@ -372,6 +373,7 @@ class WorkerPool:
         self._wanted = 0
         self._threads: list[threading.Thread] = []
         self._busy = 0
+        self._generation = 0  # bumped by wake(): lets a worker see a wake it was not waiting for
         self.last_progress = time.monotonic()
 
     def resize(self, count: int) -> None:
@@ -381,6 +383,7 @@ class WorkerPool:
         count += spare_workers(count)
         with self._cond:
             self._wanted = count
+            self._generation += 1
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < count:
                 index = len(self._threads)
@@ -394,6 +397,7 @@ class WorkerPool:
     def wake(self) -> None:
         """Tell idle workers that the queue has new work."""
         with self._cond:
+            self._generation += 1
             self._cond.notify_all()
 
     @property
@@ -410,20 +414,32 @@ class WorkerPool:
             thread.join(max(deadline - time.monotonic(), 0.0))
         return not any(t.is_alive() for t in self._threads)
 
+    def _idle_wait(self) -> float:
+        """Return how long an idle worker may sleep: until the earliest requeued image is due,
+        at most IDLE_WAIT_S (rows queued by another process, `camwatch retry`, wake no one)."""
+        due = self.store.next_due()
+        if due is None:
+            return IDLE_WAIT_S
+        return min(max(due - time.time(), 0.01), IDLE_WAIT_S)
+
     def _loop(self, index: int) -> None:
-        idle_wait = 0.5
         while not self._stop.is_set():
             if index >= self._wanted:
                 return
+            with self._cond:
+                generation = self._generation
             try:
                 job = self.store.claim()
+                wait = self._idle_wait() if job is None else 0.0
             except StateError as exc:
                 log.error("queue_unavailable", error=str(exc))
                 self._stop.wait(5.0)  # disk full or read-only: do not spin
                 continue
             if job is None:
                 with self._cond:
-                    self._cond.wait(idle_wait)
+                    # A wake() between the claim and here must not be slept through.
+                    if generation == self._generation:
+                        self._cond.wait(wait)
                 continue
             with self._cond:
                 self._busy += 1
