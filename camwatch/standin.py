@@ -335,6 +335,7 @@ class _LoopbackServer:
         self._down = threading.Event()  # set while not listening: wakes latency waits
         self._down.set()
         self.script = _Script()
+        self._journal = _Journal()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -365,6 +366,21 @@ class _LoopbackServer:
         with self._lifecycle:
             self._unlisten()
             self._release_placeholder()
+
+    def reset(self) -> None:
+        """Forget what was received and every forced answer."""
+        self._journal.clear()
+        self.script.clear()
+
+    @property
+    def count(self) -> int:
+        """How many requests were received (failed ones included)."""
+        return len(self._journal)
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        """Wait until `n` requests have been received (failed ones included, their answers
+        decided). Return whether they were in time."""
+        return self._journal.wait_for(lambda items: len(items) >= n, timeout)
 
     def go_down(self) -> None:
         """Close the listening socket and every open connection, keeping the port: clients now
@@ -542,7 +558,6 @@ class StandinCaptionAPI(_LoopbackServer):
         self.api_key = api_key
         self.default_caption = default_caption
         self.max_bytes = max_bytes
-        self._journal = _Journal()
 
     def __enter__(self) -> StandinCaptionAPI:
         self.start()
@@ -572,11 +587,6 @@ class StandinCaptionAPI(_LoopbackServer):
         """Answer every request with `status` until called with None."""
         self.script.set_outage(None if status is None else _error_answer(status, body, headers))
 
-    def reset(self) -> None:
-        """Forget the recorded requests and every forced answer."""
-        self._journal.clear()
-        self.script.clear()
-
     # -- what was received -----------------------------------------------------------------
 
     @property
@@ -585,19 +595,9 @@ class StandinCaptionAPI(_LoopbackServer):
         return self._journal.items()
 
     @property
-    def count(self) -> int:
-        """How many requests were received."""
-        return len(self._journal)
-
-    @property
     def in_flight(self) -> int:
         """How many requests are being answered right now."""
         return self._journal.in_flight
-
-    def wait_for(self, n: int, timeout: float) -> bool:
-        """Wait until `n` requests have been received (and their answers decided). Return whether
-        they were in time."""
-        return self._journal.wait_for(lambda items: len(items) >= n, timeout)
 
     def wait_in_flight(self, n: int, timeout: float) -> bool:
         """Wait until `n` requests are being answered at once (e.g. held by `latency`)."""
@@ -884,7 +884,6 @@ class WebhookReceiver(_LoopbackServer):
     ) -> None:
         super().__init__(host, port, latency)
         self.max_bytes = max_bytes
-        self._journal = _Journal()
 
     def __enter__(self) -> WebhookReceiver:
         self.start()
@@ -904,11 +903,6 @@ class WebhookReceiver(_LoopbackServer):
         """Answer every POST with `status` until called with None."""
         self.script.set_outage(None if status is None else _error_answer(status, b"{}"))
 
-    def reset(self) -> None:
-        """Forget what was received and every forced answer."""
-        self._journal.clear()
-        self.script.clear()
-
     @property
     def received(self) -> list[ReceivedWebhook]:
         """Every POST received, failed ones included, in order (a copy)."""
@@ -918,16 +912,6 @@ class WebhookReceiver(_LoopbackServer):
     def delivered(self) -> list[ReceivedWebhook]:
         """The POSTs answered with 2xx."""
         return [r for r in self._journal.items() if 200 <= r.status < 300]
-
-    @property
-    def count(self) -> int:
-        """How many POSTs were received."""
-        return len(self._journal)
-
-    def wait_for(self, n: int, timeout: float) -> bool:
-        """Wait until `n` POSTs have been received (failed ones included). Return whether they
-        were in time."""
-        return self._journal.wait_for(lambda items: len(items) >= n, timeout)
 
     def wait_for_delivered(self, n: int, timeout: float) -> bool:
         """Wait until `n` POSTs have been answered with 2xx."""
