@@ -2,20 +2,28 @@
 
 Pure checks on names and bytes, plus the one safe way to read a snapshot: without following a
 symbolic link and without leaving the camera's folder.
+
+Completeness is decided by walking the image's structure, not by looking at its last bytes:
+recorders pad JPEGs after EOI with anything, and the EXIF thumbnail inside a camera JPEG ends in
+FF D9 too, so a file cut right after its thumbnail ends the way a whole one does. A JPEG is
+followed segment by segment (by their lengths) and scan by scan to the EOI that ends the image;
+a PNG chunk by chunk (by their lengths and CRCs) to IEND. Whatever follows the end is padding.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", "~")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND\xaeB`\x82"
 
 
 def is_candidate_name(name: str) -> bool:
@@ -51,37 +59,128 @@ def content_kind(head: bytes) -> str | None:
     return None
 
 
-def is_complete_image(data: bytes) -> bool:
-    """Given a file's bytes (or its first 8 bytes followed by its last 8), return whether it is a
-    whole JPEG (SOI ... EOI) or PNG (signature ... IEND)."""
-    kind = content_kind(data)
+# Between segments: optional 0xFF fill bytes, then the marker byte (possessive: no backtracking
+# over a long run of 0xFF in a hostile file).
+_JPEG_MARKER = re.compile(rb"\xff++([^\xff])")
+# The marker that ends entropy-coded data. FF 00 is a stuffed data byte and FF D0..D7 are restart
+# markers, both part of the data; in a run of fill bytes this matches at the last 0xFF.
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic):
+# C4 (DHT), C8 (JPG) and CC (DAC) share the range but are tables, not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_SOS = 0xDA
+_JPEG_EOI = 0xD9
+_JPEG_TEM = 0x01
+_PNG_CHUNK_HEAD = struct.Struct(">I4s")
+_PNG_MAX_LENGTH = 0x7FFFFFFF  # PNG caps chunk lengths at 2**31 - 1
+
+
+def _jpeg_end(data: memoryview) -> int | None:
+    """Given bytes starting with SOI, return the offset just past the EOI that ends the image."""
+    size = len(data)
+    pos = 2
+    framed = scanned = False
+    while True:
+        found = _JPEG_MARKER.match(data, pos)
+        if found is None:
+            return None
+        pos = found.end()
+        marker = data[pos - 1]
+        if marker == _JPEG_EOI:
+            # SOI..EOI with no scan is a tables-only stream (or a stub), not an image.
+            return pos if scanned else None
+        if marker == _JPEG_TEM or 0xD0 <= marker <= 0xD7:
+            continue  # standalone: no length follows
+        if marker in (0x00, 0xD8):
+            return None
+        if pos + 2 > size:
+            return None
+        length = (data[pos] << 8) | data[pos + 1]
+        end = pos + length
+        if length < 2 or end > size:
+            return None
+        if marker in _JPEG_SOF:
+            framed = True
+        elif marker == _JPEG_SOS:
+            if not framed:
+                return None
+            # The scan's data runs to the next real marker: EOI, or DNL / tables / the next SOS
+            # of a progressive image, which the loop then reads like any other segment.
+            scan_end = _JPEG_SCAN_END.search(data, end)
+            if scan_end is None:
+                return None
+            scanned = True
+            end = scan_end.start()
+        pos = end
+
+
+def _png_end(data: memoryview) -> int | None:
+    """Given bytes starting with the PNG signature, return the offset just past IEND's CRC."""
+    size = len(data)
+    pos = len(_PNG_SIGNATURE)
+    has_data = False
+    while True:
+        if pos + 12 > size:
+            return None
+        length, kind = _PNG_CHUNK_HEAD.unpack_from(data, pos)
+        end = pos + 12 + length
+        if length > _PNG_MAX_LENGTH or end > size or not kind.isalpha():
+            return None
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            return None
+        if pos == len(_PNG_SIGNATURE) and kind != b"IHDR":
+            return None
+        if kind == b"IDAT":
+            has_data = True
+        elif kind == b"IEND":
+            return end if has_data and length == 0 else None
+        pos = end
+
+
+def image_end(data: bytes | bytearray | memoryview) -> int | None:
+    """Given a file's bytes, return the offset just past the end of the JPEG (its EOI) or PNG
+    (IEND's CRC) they start with, or None if they do not hold a whole one. Bytes after the end
+    are allowed (padding). Never raises on any bytes-like input."""
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError:  # a non-contiguous view cannot be cast; its copy can
+        view = memoryview(memoryview(data).tobytes())
+    kind = content_kind(bytes(view[:8]))
     if kind == "jpeg":
-        # Some encoders pad after EOI; a few trailing NULs still mean "finished".
-        return data.rstrip(b"\x00")[-2:] == b"\xff\xd9" and len(data) > 4
+        return _jpeg_end(view)
     if kind == "png":
-        return data[-8:] == _PNG_IEND and len(data) > 16
-    return False
+        return _png_end(view)
+    return None
+
+
+def is_complete_image(data: bytes | bytearray | memoryview) -> bool:
+    """Given a file's bytes, return whether they hold a whole JPEG or PNG (padding after its end
+    allowed)."""
+    return image_end(data) is not None
 
 
 def check_complete(path: str) -> bool:
-    """Given a path, return whether the file there is a complete image, reading only its ends.
-    Symbolic links and non-regular files are never complete."""
+    """Given a path, return whether the file there is a complete JPEG or PNG, reading it whole.
+    Symbolic links, non-regular files and files that cannot be read are never complete, except
+    that a PermissionError on opening propagates: the caller reports it at once rather than
+    waiting for the file to complete."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except PermissionError:
+        raise
     except OSError:
         return False
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size < 16:
+        if not stat.S_ISREG(st.st_mode):
             return False
-        head = os.pread(fd, 8, 0)
-        tail_len = min(st.st_size - 8, 64)
-        tail = os.pread(fd, tail_len, st.st_size - tail_len)
-        return is_complete_image(head + tail)
+        data = os.pread(fd, st.st_size, 0)
     except OSError:
         return False
     finally:
         os.close(fd)
+    return image_end(data) is not None
 
 
 @dataclass(frozen=True)
@@ -136,3 +235,14 @@ def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:
     if len(data) > max_bytes:
         raise TooLarge(f"more than max_image_bytes {max_bytes}")
     return Snapshot(data=data, size=len(data), mtime_ns=st.st_mtime_ns)
+
+
+def printable_path(path: str) -> str:
+    """Given a path as the OS gave it, return it as valid text: unchanged when it is valid
+    UTF-8, else with each undecodable byte written as `\\xNN` (a name from a legacy Latin-1
+    client), so that it can go into a JSON body or a multipart header."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path

@@ -80,9 +80,10 @@ def test_complete_images(jpeg: bytes, png: bytes) -> None:
     assert is_complete_image(jpeg)
     assert is_complete_image(png)
     assert is_complete_image(jpeg + b"\x00" * 7)  # padding after EOI still means finished
-    # The form check_complete passes: the first 8 bytes and the last 64.
-    assert is_complete_image(jpeg[:8] + jpeg[-64:])
-    assert is_complete_image(png[:8] + png[-64:])
+    assert is_complete_image(jpeg + b"\xa5" * 7)  # whatever the padding is
+    # The whole file is walked now: its ends alone, as check_complete once passed, are not.
+    assert not is_complete_image(jpeg[:8] + jpeg[-64:])
+    assert not is_complete_image(png[:8] + png[-64:])
 
 
 def test_incomplete_or_foreign_bytes(jpeg: bytes, png: bytes) -> None:
