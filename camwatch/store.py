@@ -26,7 +26,7 @@ from typing import Any
 
 from camwatch.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FINAL_STATES = ("done", "failed", "skipped")
 
 _MIGRATIONS: list[list[str]] = [
@@ -82,6 +82,17 @@ _MIGRATIONS: list[list[str]] = [
             camera TEXT NOT NULL,
             last_at REAL NOT NULL,
             PRIMARY KEY (rule, camera)
+        )""",
+    ],
+    # version 1 -> 2: silent cameras (issue 9)
+    [
+        # The latest image of a camera, found without reading all of its rows.
+        "CREATE INDEX images_camera_detected ON images(camera, detected_at)",
+        # A camera whose silence was announced: no second alert until it is back, across restarts.
+        """CREATE TABLE camera_silence (
+            camera TEXT PRIMARY KEY,
+            silent_since REAL NOT NULL,
+            event_id TEXT NOT NULL
         )""",
     ],
 ]
@@ -157,6 +168,36 @@ def _state_error(exc: sqlite3.Error) -> StateError:
     if "readonly" in text or "read-only" in text:
         return StateError(f"state database: read-only ({text})")
     return StateError(f"state database: {text}")
+
+
+def db_path(path: str) -> str | bytes:
+    """Given a path as the OS gave it (undecodable bytes surrogate-escaped), return what is
+    stored: the text itself, or its raw bytes (a BLOB) when it is not valid UTF-8, as names
+    written by a legacy Latin-1 FTP or SMB client are. Lossless both ways, and a BLOB never
+    equals a TEXT, so two names cannot collide."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def py_path(value: str | bytes) -> str:
+    """Given a stored path, return it as the OS-facing `str` again."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _queue_alert(
+    db: sqlite3.Connection, alert: AlertCandidate, image_id: int | None, now: float
+) -> None:
+    """Put one alert in the outbox, a row per target (inside the caller's transaction)."""
+    for kind, target in alert.targets:
+        body = alert.messages.get(target, alert.body) if kind == "notify" else alert.body
+        db.execute(
+            "INSERT OR IGNORE INTO alerts (event_id, image_id, rule, camera, target_kind, target,"
+            " body, state, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (alert.event_id, image_id, alert.rule, alert.camera, kind, target, body, now, now),
+        )
 
 
 class Store:
@@ -247,7 +288,7 @@ class Store:
                 row = db.execute(
                     "SELECT size, mtime_ns FROM images WHERE camera = ? AND path = ?"
                     " AND state IN ('done', 'failed', 'skipped') ORDER BY id DESC LIMIT 1",
-                    (image.camera, image.path),
+                    (image.camera, db_path(image.path)),
                 ).fetchone()
                 if row is not None and row == (image.size, image.mtime_ns):
                     continue
@@ -256,8 +297,8 @@ class Store:
                     " prio, detected_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                     (
                         image.camera,
-                        image.path,
-                        image.relpath,
+                        db_path(image.path),
+                        db_path(image.relpath),
                         image.size,
                         image.mtime_ns,
                         image.prio,
@@ -283,7 +324,7 @@ class Store:
                 "UPDATE images SET state = 'captioning', updated_at = ? WHERE id = ?",
                 (now, row[0]),
             )
-        return ImageJob(*row)
+        return ImageJob(row[0], row[1], py_path(row[2]), py_path(row[3]), *row[4:])
 
     def next_due(self) -> float | None:
         """Return when the earliest queued image becomes due, or None if the queue is empty."""
@@ -326,7 +367,7 @@ class Store:
         rows = self._read(
             "SELECT 1 FROM images WHERE camera = ? AND path = ? AND state = 'done'"
             " AND sha256 = ? LIMIT 1",
-            (camera, path, sha256),
+            (camera, db_path(path), sha256),
         )
         return bool(rows)
 
@@ -365,27 +406,38 @@ class Store:
                     " ON CONFLICT (rule, camera) DO UPDATE SET last_at = excluded.last_at",
                     (alert.rule, alert.camera, now),
                 )
-                for kind, target in alert.targets:
-                    db.execute(
-                        "INSERT OR IGNORE INTO alerts (event_id, image_id, rule, camera,"
-                        " target_kind, target, body, state, next_at, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                        (
-                            alert.event_id,
-                            image_id,
-                            alert.rule,
-                            alert.camera,
-                            kind,
-                            target,
-                            alert.messages.get(target, alert.body)
-                            if kind == "notify"
-                            else alert.body,
-                            now,
-                            now,
-                        ),
-                    )
+                _queue_alert(db, alert, image_id, now)
                 decided.append((alert, True))
         return decided
+
+    # -- silent cameras -------------------------------------------------------------------------
+
+    def last_image_at(self, camera: str) -> float | None:
+        """Return when the latest image of `camera` was first seen, or None."""
+        rows = self._read("SELECT MAX(detected_at) FROM images WHERE camera = ?", (camera,))
+        return rows[0][0]
+
+    def silent_cameras(self) -> dict[str, float]:
+        """Return each camera whose silence was announced, with since when it is silent."""
+        return dict(self._read("SELECT camera, silent_since FROM camera_silence"))
+
+    def mark_silent(self, alert: AlertCandidate, since: float) -> None:
+        """Record that a camera went silent and queue the alert saying so, in one transaction."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO camera_silence (camera, silent_since, event_id)"
+                " VALUES (?, ?, ?)",
+                (alert.camera, since, alert.event_id),
+            )
+            _queue_alert(db, alert, None, now)
+
+    def mark_back(self, alert: AlertCandidate) -> None:
+        """Record that a silent camera sent an image again and queue the alert saying so."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("DELETE FROM camera_silence WHERE camera = ?", (alert.camera,))
+            _queue_alert(db, alert, None, now)
 
     def recover(self) -> int:
         """At start: put images left captioning by a crash back in the queue. Return how many."""
@@ -419,7 +471,7 @@ class Store:
             "SELECT path, size, mtime_ns, state FROM images WHERE camera = ? ORDER BY id",
             (camera,),
         )
-        return {path: (size, mtime, state) for path, size, mtime, state in rows}
+        return {py_path(path): (size, mtime, state) for path, size, mtime, state in rows}
 
     def skip_pending_of(self, cameras: set[str]) -> int:
         """Mark skipped every queued image of a camera no longer configured. Return how many."""
@@ -453,7 +505,7 @@ class Store:
             " AND captioned_at >= ? AND (? IS NULL OR camera = ?) ORDER BY captioned_at",
             (since, camera, camera),
         )
-        return [CaptionRecord(*row) for row in rows]
+        return [CaptionRecord(c, py_path(p), caption, at) for c, p, caption, at in rows]
 
     # -- the outbox -----------------------------------------------------------------------------
 
@@ -532,7 +584,7 @@ class Store:
             " WHERE state = 'pending' AND image_id IS NOT NULL)",
             (cutoff,),
         )
-        gone = [(image_id,) for image_id, path in old if not exists(path)]
+        gone = [(image_id,) for image_id, path in old if not exists(py_path(path))]
         if gone:
             with self._tx() as db:
                 db.executemany("DELETE FROM images WHERE id = ?", gone)

@@ -554,3 +554,16 @@ def test_prune_keeps_records_of_files_still_on_disk(
     # kept.jpg stays done: a restart's scan will not caption it again
     assert store.add_pending([image(str(kept))]) == 0
     assert [r.event_id for r in store.due_alerts("webhook", "ops")] == ["undelivered"]
+
+
+def test_a_name_that_is_not_utf8_is_stored_losslessly(state_dir: Path, clock: Clock) -> None:
+    # A legacy Latin-1 client's "café.jpg": the OS gives it surrogate-escaped.
+    latin = os.fsdecode(b"/cams/front/caf\xe9.jpg")
+    utf8 = "/cams/front/café.jpg"
+    store = Store(state_dir, clock=clock)
+    images = [NewImage("front", p, os.path.basename(p), 1, 1, T0) for p in (latin, utf8)]
+    assert store.add_pending(images) == 2
+    assert store.add_pending(images) == 0  # still queued: the same names are recognised
+    assert set(store.known_files("front")) == {latin, utf8}
+    claimed = [store.claim(), store.claim()]
+    assert sorted(job.path for job in claimed if job) == sorted([latin, utf8])
