@@ -21,6 +21,7 @@ import tenacity
 
 from camwatch import __version__
 from camwatch.config import NotifyConfig, WebhookConfig
+from camwatch.files import printable_path
 from camwatch.log import get_logger
 
 log = get_logger(__name__)
@@ -58,7 +59,7 @@ def alert_body(
         "rule": rule,
         "severity": severity,
         "camera": camera,
-        "image": image,
+        "image": printable_path(image),
         "sha256": sha256,
         "caption": caption,
         "matched": matched,

@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from camwatch.config import resolve_api_key
     from camwatch.rules import RuleSet
+    from camwatch.watcher import choose_mode, folder_problem
 
     config = _load(args.config)
     resolve_api_key(config.caption)
@@ -81,8 +82,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"  caption: {caption.base_url}{caption.endpoint} upload={caption.upload}"
         f" concurrency={caption.concurrency} attempts={caption.retry.attempts}"
     )
-    for cam in config.cameras:
-        print(f"  camera {cam.name}: {cam.path}{' (recursive)' if cam.recursive else ''}")
+    warnings = []
+    for i, cam in enumerate(config.cameras):
+        mode, fstype = choose_mode(cam)
+        extra = f" expect_every={cam.expect_every:g}s" if cam.expect_every else ""
+        print(
+            f"  camera {cam.name}: {cam.path}{' (recursive)' if cam.recursive else ''}"
+            f" watch={cam.watch}: {mode} on {fstype}{extra}"
+        )
+        problem = folder_problem(str(cam.path))
+        if problem is not None:
+            warnings.append(
+                f"cameras[{i}].path: {str(cam.path)!r} is {problem}; the daemon starts anyway"
+                " and watches it once it is there"
+            )
     for rule in config.rules:
         conditions = []
         for key in ("any", "all", "none"):
@@ -97,6 +110,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for target in config.notify:
         print(f"  notify {target.name}: {len(target.urls)} URL(s)")
     print(f"  debounce={config.debounce:g}s after={config.after} state_dir={config.state_dir}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return EX_OK
 
 

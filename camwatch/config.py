@@ -148,16 +148,35 @@ class CameraConfig(_Model):
     user_prompt: str | None = None
     system_prompt: str | None = None
     thinking: bool | None = None
+    watch: Literal["auto", "inotify", "poll"] = "auto"
+    poll_interval: Duration = 2.0
+    expect_every: Duration | None = None
 
     @field_validator("path")
     @classmethod
     def _resolve(cls, value: Path) -> Path:
         # Resolved once, here: watchdog does not follow a symlinked folder (IN_DONT_FOLLOW), and
-        # "nothing outside the camera's path" is judged against the resolved path.
+        # "nothing outside the camera's path" is judged against the resolved path. A folder that
+        # is missing now (an unmounted share, a USB disk not yet there) is not an error: the
+        # daemon starts anyway and looks for it again (`camera_unavailable`).
         resolved = Path(os.path.realpath(os.path.expanduser(value)))
-        if not resolved.is_dir():
+        if resolved.exists() and not resolved.is_dir():
             raise ValueError(f"not a directory: {str(value)!r}")
         return resolved
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 0.05:
+            raise ValueError(f"expected at least 50ms, got {value:g}s")
+        return value
+
+    @field_validator("expect_every")
+    @classmethod
+    def _expect(cls, value: float | None) -> float | None:
+        if value is not None and value < 1.0:
+            raise ValueError(f"expected at least 1s, got {value:g}s")
+        return value
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -1,12 +1,14 @@
-"""One thread that waits until each new file has been quiet for `debounce` and is a whole image.
+"""One thread that waits until each new file is finished: quiet for `debounce`, or closed by its
+writer, and a whole image.
 
 Files are kept in a dict and a heap of deadlines (no thread or timer per file). At a file's
 deadline it is stat'ed: quiet means its mtime is at least `debounce` old (or, where the file
 server's clock disagrees with ours, that its size and mtime stayed the same for `debounce` as we
-watched). A quiet file is then checked for completeness by reading only its ends (JPEG SOI..EOI,
-PNG signature..IEND); a complete one is emitted, an incomplete one is checked again until
-`complete_timeout` after its last change, then dropped with a warning (a later change brings it
-back through the watcher).
+watched). A file its writer closed or renamed into place needs no quiet period: it is checked at
+once. A quiet or closed file is then walked for completeness (JPEG segments and scans up to the
+final EOI, PNG chunks up to IEND); a complete one is emitted, an incomplete one is checked again
+until `complete_timeout` after its last change, then dropped with a warning (a later change
+brings it back through the watcher). A file we may not read is reported at once.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import os
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from camwatch.errors import StateError
 from camwatch.files import check_complete
 from camwatch.log import get_logger
 from camwatch.store import NewImage
@@ -29,6 +33,7 @@ log = get_logger(__name__)
 _CLOCK_SKEW_S = 1.0  # an mtime further in the future than this is not trusted
 _EMIT_RETRY_S = 2.0  # how soon files the queue could not take are offered again
 _EMIT_BATCH = 500  # files handed to the queue at once: bounds memory and the store's lock time
+_RECENT_MAX = 4096  # files remembered as handed over, to drop a late event about the same bytes
 
 
 # A file that is quiet and complete is exactly what the queue takes: one record type for both.
@@ -46,6 +51,7 @@ class _Entry:
     sig: tuple[int, int] | None = None
     sig_since: float = 0.0
     settled: bool = field(default=False)
+    closed: bool = False  # the writer closed it or renamed it into place: no quiet period
 
 
 class Debouncer:
@@ -56,12 +62,14 @@ class Debouncer:
         emit: Callable[[list[ReadyFile]], None],
         debounce: float,
         complete_timeout: float,
+        max_bytes: int = 1 << 62,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._emit = emit
         self.debounce = debounce
         self.complete_timeout = complete_timeout
+        self.max_bytes = max_bytes  # larger files are not read here: the pipeline skips them
         self._mono = monotonic
         self._wall = wall
         self._entries: dict[str, _Entry] = {}
@@ -70,6 +78,9 @@ class Debouncer:
         self._cond = threading.Condition()
         self._stopping = False
         self._emit_failing = False
+        # A file handed over at once on close can be touched again by a late event (a folder's
+        # synthetic creations, an attribute change): unchanged, it is not handed over twice.
+        self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
 
     def start(self) -> None:
@@ -105,9 +116,19 @@ class Debouncer:
                 entry.deadline = deadline
                 entry.changed_at = now
                 entry.settled = settled
+                entry.closed = False
             heapq.heappush(self._heap, (deadline, next(self._seq), path))
             if self._heap[0][2] == path:
                 self._cond.notify()
+
+    def closed(self, camera: str, path: str, relpath: str) -> None:
+        """Note that `path` was closed after writing or renamed into place: look at it now, and
+        queue it at once if it is a complete image. Never blocks on I/O."""
+        self.touch(camera, path, relpath, settled=True)
+        with self._cond:
+            entry = self._entries.get(path)
+            if entry is not None:
+                entry.closed = True
 
     def forget(self, path: str) -> None:
         """Stop tracking `path` (it was deleted or moved away)."""
@@ -136,26 +157,32 @@ class Debouncer:
                     self._cond.wait(timeout)
                 if self._stopping:
                     return
-            ready: list[ReadyFile] = []
-            for i, entry in enumerate(due):
-                try:
-                    item = self._check(entry)
-                except Exception:  # one odd file must not stop the thread
-                    log.exception("debounce_check_failed", camera=entry.camera, path=entry.path)
-                    self.forget(entry.path)
-                    item = None
-                if item is not None:
-                    ready.append(item)
-                # A burst of thousands goes to the queue in batches: workers start on the first
-                # while the rest are checked, and no list of them all is ever held.
-                if ready and (len(ready) >= _EMIT_BATCH or i == len(due) - 1):
-                    self._hand_over(ready)
-                    ready = []
+            try:
+                self._check_due(due)
+            except Exception:  # the thread must outlive any one surprise
+                log.exception("debounce_failed", files=len(due))
+
+    def _check_due(self, due: list[_Entry]) -> None:
+        ready: list[ReadyFile] = []
+        for i, entry in enumerate(due):
+            try:
+                item = self._check(entry)
+            except Exception:  # one odd file must not stop the thread
+                log.exception("debounce_check_failed", camera=entry.camera, path=entry.path)
+                self.forget(entry.path)
+                item = None
+            if item is not None:
+                ready.append(item)
+            # A burst of thousands goes to the queue in batches: workers start on the first
+            # while the rest are checked, and no list of them all is ever held.
+            if ready and (len(ready) >= _EMIT_BATCH or i == len(due) - 1):
+                self._hand_over(ready)
+                ready = []
 
     def _hand_over(self, ready: list[ReadyFile]) -> None:
         try:
             self._emit(ready)
-        except Exception as exc:
+        except StateError as exc:
             # The queue cannot take them (disk full, read-only state_dir): keep the files and
             # try again in a while. One error per failure streak, not one per retry.
             if not self._emit_failing:
@@ -164,6 +191,28 @@ class Debouncer:
             for item in ready:
                 self.touch(item.camera, item.path, item.relpath, settled=True, delay=_EMIT_RETRY_S)
             return
+        except Exception:
+            # Something about one file (its name, say) that the queue refuses: hand them over
+            # one by one so that the others still go, and skip the one that cannot.
+            if len(ready) > 1:
+                for item in ready:
+                    self._hand_over([item])
+                return
+            item = ready[0]
+            log.warning(
+                "file_skipped",
+                camera=item.camera,
+                path=item.path,
+                outcome="skipped",
+                reason="cannot be queued",
+                exc_info=True,
+            )
+            return
+        for item in ready:
+            self._recent[item.path] = (item.size, item.mtime_ns)
+            self._recent.move_to_end(item.path)
+        while len(self._recent) > _RECENT_MAX:
+            self._recent.popitem(last=False)
         if self._emit_failing:
             self._emit_failing = False
             log.info("queue_write_recovered", count=len(ready))
@@ -194,12 +243,28 @@ class Debouncer:
         if not quiet:
             wait = self.debounce - age if trusted and age >= 0 else self.debounce
             return self._reschedule(entry, now + max(wait, 0.01))
-        if check_complete(entry.path):
+        try:
+            complete = sig[0] > self.max_bytes or check_complete(entry.path)
+        except PermissionError:
+            # Said now, not as "incomplete" after complete_timeout; a change (chmod included)
+            # brings it back through the watcher.
+            log.warning(
+                "file_unreadable",
+                camera=entry.camera,
+                path=entry.path,
+                outcome="skipped",
+                reason="permission denied",
+            )
+            self.forget(entry.path)
+            return None
+        if complete:
             with self._cond:
                 if self._entries.get(entry.path) is entry:
                     del self._entries[entry.path]
                 else:
                     return None
+            if self._recent.get(entry.path) == sig:
+                return None
             return ReadyFile(
                 entry.camera, entry.path, entry.relpath, sig[0], sig[1], entry.detected_at
             )
@@ -213,6 +278,12 @@ class Debouncer:
             )
             self.forget(entry.path)
             return None
+        if entry.closed:
+            # Closed but not whole (a writer that closes and reopens, a cut upload): from now on
+            # it waits to be quiet like any other file.
+            entry.closed = entry.settled = False
+            entry.sig, entry.sig_since = sig, now
+            return self._reschedule(entry, now + max(self.debounce, 0.01))
         entry.settled = False
         return self._reschedule(entry, now + max(min(self.debounce, 2.0), 0.25))
 

@@ -28,7 +28,13 @@ from camwatch.errors import (
     StateError,
     TransientCaptionError,
 )
-from camwatch.files import TooLarge, UnsafePath, is_complete_image, read_snapshot
+from camwatch.files import (
+    TooLarge,
+    UnsafePath,
+    is_complete_image,
+    printable_path,
+    read_snapshot,
+)
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger
 from camwatch.rules import RuleDecision, RuleSet
@@ -238,7 +244,9 @@ class Pipeline:
                     result = rt.client.caption_url(url, prompts_for(config, camera))
                 else:
                     result = rt.client.caption_file(
-                        snap.data, os.path.basename(job.path), prompts_for(config, camera)
+                        snap.data,
+                        printable_path(os.path.basename(job.path)),
+                        prompts_for(config, camera),
                     )
         except CaptionAborted:
             self.gate.released(probe)

@@ -26,11 +26,12 @@ from camwatch.gate import CaptionGate
 from camwatch.log import get_logger, register_secrets
 from camwatch.pipeline import Pipeline, Runtime, WorkerPool
 from camwatch.rules import RuleSet
-from camwatch.scan import scan_camera
+from camwatch.scan import Scanner, scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
+from camwatch.silence import SilenceWatch
 from camwatch.store import ImageJob, OutboxRow, Store
 from camwatch.wakeup import Wakeup
-from camwatch.watcher import Watcher
+from camwatch.watcher import Sinks, Watcher
 
 log = get_logger(__name__)
 
@@ -76,7 +77,6 @@ class Service:
         self._wakeup = Wakeup()
         self._reload_requested = False
         self._stop_requested = False
-        self._scan_done = threading.Event()
         self._old_clients: list[CaptionClient] = []
         self.notifier = Notifier()
         self.exit_code = 0
@@ -130,35 +130,33 @@ class Service:
         if self.once:
             self._wakeup.set()
 
-    def _scan(self, cameras: list[str]) -> None:
+    def _scan(self, name: str) -> None:
         try:
-            for name in cameras:
-                camera = self.runtime.config.camera(name)
-                if camera is None or self.stop.is_set():
-                    continue
-                started = time.monotonic()
-                result = scan_camera(
-                    camera,
-                    self.store,
-                    self.debouncer.touch,
-                    self.runtime.config.debounce,
-                    stopping=self.stop.is_set,
-                    finished=self._finish_leftover,
-                )
-                self.pool.wake()
-                log.info(
-                    "scan_finished",
-                    camera=name,
-                    seen=result.seen,
-                    queued=result.queued,
-                    settling=result.settling,
-                    already_done=result.already_done,
-                    seconds=round(time.monotonic() - started, 3),
-                )
+            camera = self.runtime.config.camera(name)
+            if camera is None or self.stop.is_set():
+                return
+            started = time.monotonic()
+            result = scan_camera(
+                camera,
+                self.store,
+                self.debouncer.touch,
+                self.runtime.config.debounce,
+                stopping=self.stop.is_set,
+                finished=self._finish_leftover,
+            )
+            self.pool.wake()
+            log.info(
+                "scan_finished",
+                camera=name,
+                seen=result.seen,
+                queued=result.queued,
+                settling=result.settling,
+                already_done=result.already_done,
+                seconds=round(time.monotonic() - started, 3),
+            )
         except StateError as exc:
-            log.error("scan_failed", error=str(exc))
+            log.error("scan_failed", camera=name, error=str(exc))
         finally:
-            self._scan_done.set()
             self._wakeup.set()
 
     def _finish_leftover(self, camera: str, path: str) -> None:
@@ -190,7 +188,9 @@ class Service:
             pause_probe=config.caption.pause_probe,
         )
         self._last_outcome = ""
-        self.debouncer = Debouncer(self._emit, config.debounce, config.complete_timeout)
+        self.debouncer = Debouncer(
+            self._emit, config.debounce, config.complete_timeout, config.caption.max_image_bytes
+        )
         self.pipeline = pipeline = Pipeline(
             self.store,
             self.gate,
@@ -202,16 +202,20 @@ class Service:
         )
         self.pool = WorkerPool(self.store, pipeline, self.stop)
         self.dispatcher = Dispatcher(self.store, self._on_delivered)
-        self.watcher = Watcher(self.debouncer.touch, self.debouncer.forget)
+        self.scanner = Scanner(self._scan)
+        self.silence = SilenceWatch(self.store)
+        self.watcher = Watcher(
+            Sinks(
+                touch=self.debouncer.touch,
+                closed=self.debouncer.closed,
+                forget=self.debouncer.forget,
+                rescan=self.scanner.request,
+            )
+        )
         self.debouncer.start()
         self.dispatcher.sync(config)
         self.pool.resize(config.caption.concurrency)
-        try:
-            self.watcher.sync(config.cameras)
-        except OSError as exc:
-            log.error("watch_failed", error=str(exc))
-            self._shutdown()
-            return 74
+        watched = self.watcher.sync(config.cameras)
         counts = self.store.counts()
         log.info(
             "ready",
@@ -221,9 +225,7 @@ class Service:
             alerts_pending=counts.get("alerts_pending", 0),
         )
         self.notifier.ready(status="watching; scanning folders")
-        threading.Thread(
-            target=self._scan, args=([c.name for c in config.cameras],), name="scan", daemon=True
-        ).start()
+        self.scanner.request(*watched)
         try:
             self._main_loop()
         finally:
@@ -261,6 +263,7 @@ class Service:
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
+            self._check_silence()
             if self.once and self._drained():
                 log.info("once_finished", **self.store.counts())
                 break
@@ -285,8 +288,15 @@ class Service:
             parts.append(f"last error: {_clip(self.pipeline.last_error, 80)}")
         return "; ".join(parts)
 
+    def _check_silence(self) -> None:
+        try:
+            if self.silence.check(self.runtime.config):
+                self.dispatcher.wake()
+        except StateError as exc:
+            log.error("silence_check_failed", error=str(exc))
+
     def _drained(self) -> bool:
-        if not self._scan_done.is_set() or len(self.debouncer) or self.pool.busy:
+        if not self.scanner.idle() or len(self.debouncer) or self.pool.busy:
             return False
         counts = self.store.counts()
         return not (counts.get("pending") or counts.get("captioning") or counts["alerts_pending"])
@@ -316,6 +326,7 @@ class Service:
         self.config = new
         self.debouncer.debounce = new.debounce
         self.debouncer.complete_timeout = new.complete_timeout
+        self.debouncer.max_bytes = new.caption.max_image_bytes
         self.gate.open_initial = max(new.caption.retry.backoff_max, 0.05)
         self.gate.open_max = max(new.caption.pause_probe, new.caption.retry.backoff_max)
         self.gate.pause_probe = new.caption.pause_probe
@@ -329,8 +340,7 @@ class Service:
         self.dispatcher.sync(new)
         self.pool.resize(new.caption.concurrency)
         self.pool.wake()
-        if added:
-            threading.Thread(target=self._scan, args=(added,), name="scan", daemon=True).start()
+        self.scanner.request(*added)
         log.info("reloaded", cameras=[c.name for c in new.cameras], rules=len(new.rules))
         self.notifier.ready(status="reloaded")
         return True
@@ -340,6 +350,7 @@ class Service:
         self.notifier.stopping()
         self.stop.set()
         self.watcher.stop()
+        self.scanner.stop()
         self.debouncer.stop()
         self.pool.wake()
         finished = self.pool.join(max(STOP_BUDGET_S - 2.0 - (time.monotonic() - started), 0.5))

@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from camwatch.debounce import Debouncer, ReadyFile
+from camwatch.errors import StateError
 
 pytestmark = pytest.mark.usefixtures("no_thread_leaks")
 
@@ -32,7 +33,7 @@ class Collector:
             self.calls += 1
             if self._fail > 0:
                 self._fail -= 1
-                raise RuntimeError("queue unavailable")
+                raise StateError("queue unavailable")
             now = time.monotonic()
             self.items.extend((item, now) for item in batch)
 
@@ -253,3 +254,82 @@ def test_stop_ends_the_thread_and_drops_what_was_settling(cam: Path, jpeg: bytes
     debouncer.stop()
     assert not debouncer._thread.is_alive()
     assert collector.items == []
+
+
+def test_a_closed_complete_file_is_emitted_without_waiting(
+    start: Start, cam: Path, jpeg: bytes, poll: Poll
+) -> None:
+    debouncer, collector = start(30.0)  # a quiet period no test would wait for
+    path = cam / "closed.jpg"
+    path.write_bytes(jpeg)
+    debouncer.touch("front", str(path), path.name)  # the creation: waits 30 s
+    debouncer.closed("front", str(path), path.name)  # the writer closed it: look now
+    poll(lambda: collector.paths(), timeout=5.0, message="the closed file")
+    assert collector.paths() == [str(path)]
+
+
+def test_a_closed_incomplete_file_waits_for_debounce(
+    start: Start, cam: Path, jpeg: bytes, poll: Poll
+) -> None:
+    debouncer, collector = start(0.5)
+    path = cam / "cut.jpg"
+    path.write_bytes(jpeg[: len(jpeg) // 2])
+    debouncer.closed("front", str(path), path.name)
+    poll(lambda: len(debouncer) == 1, message="the file to be tracked")
+    path.write_bytes(jpeg)  # the rest arrives; no event is needed, the debouncer looks again
+    poll(lambda: collector.paths(), message="the completed file")
+    ((item, _at),) = collector.items
+    assert item.size == len(jpeg)
+
+
+def test_a_late_event_about_an_unchanged_file_is_not_emitted_twice(
+    start: Start, cam: Path, jpeg: bytes, poll: Poll
+) -> None:
+    debouncer, collector = start(0.05)
+    path = cam / "once.jpg"
+    path.write_bytes(jpeg)
+    debouncer.closed("front", str(path), path.name)
+    poll(lambda: collector.paths(), message="the file")
+    debouncer.touch("front", str(path), path.name)  # e.g. an attribute change
+    poll(lambda: len(debouncer) == 0, message="the late event to be handled")
+    path.write_bytes(jpeg + b"\0")  # a real change is emitted again
+    debouncer.touch("front", str(path), path.name)
+    poll(lambda: len(collector.paths()) == 2, message="the changed file")
+
+
+def test_one_file_the_queue_refuses_does_not_hold_back_the_others(
+    cam: Path, jpeg: bytes, poll: Poll
+) -> None:
+    taken: list[str] = []
+
+    def emit(batch: list[ReadyFile]) -> None:
+        # What an unstorable name did before names were stored as bytes: refuse the batch.
+        if any("bad" in item.path for item in batch):
+            raise UnicodeEncodeError("utf-8", "bad", 0, 1, "surrogates not allowed")
+        taken.extend(item.path for item in batch)
+
+    debouncer = Debouncer(emit, 0.05, 5.0)
+    debouncer.start()
+    try:
+        for name in ("a.jpg", "bad.jpg", "c.jpg"):
+            (cam / name).write_bytes(jpeg)
+            debouncer.touch("front", str(cam / name), name, settled=True)
+        poll(lambda: len(taken) == 2 and len(debouncer) == 0, message="the good files")
+        assert sorted(taken) == [str(cam / "a.jpg"), str(cam / "c.jpg")]
+    finally:
+        debouncer.stop()
+
+
+def test_an_unreadable_file_is_reported_at_once(
+    start: Start, cam: Path, jpeg: bytes, poll: Poll, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file (the e2e tests cover this as another user)")
+    debouncer, collector = start(0.05, complete_timeout=600.0)
+    path = cam / "private.jpg"
+    path.write_bytes(jpeg)
+    path.chmod(0)
+    debouncer.closed("front", str(path), path.name)
+    poll(lambda: len(debouncer) == 0, message="the file to be dropped")
+    assert "file_unreadable" in capsys.readouterr().out
+    assert collector.paths() == []

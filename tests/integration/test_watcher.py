@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pytest
 
 from camwatch.config import CameraConfig
 from camwatch.debounce import Debouncer, ReadyFile
-from camwatch.watcher import Watcher, walk_candidates
+from camwatch.watcher import Sinks, Watcher, walk_candidates
 
 pytestmark = [
     pytest.mark.usefixtures("no_thread_leaks"),
@@ -67,9 +68,10 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         CameraConfig(name="flat", path=flat, recursive=False),
     ]
     out = Collector()
+    rescans: list[str] = []
     debouncer = Debouncer(out, debounce=0.1, complete_timeout=3.0)
     debouncer.start()
-    watcher = Watcher(debouncer.touch, debouncer.forget)
+    watcher = Watcher(Sinks(debouncer.touch, debouncer.closed, debouncer.forget, rescans.append))
     try:
         assert sorted(watcher.sync(cameras)) == ["flat", "front"]
         assert watcher.is_alive()
@@ -225,3 +227,104 @@ def test_walk_candidates_skips_hidden_folders_and_symlinks(tmp_path: Path) -> No
     assert found == ["a/b/z.png", "a/y.jpg", "x.jpg"]
     flat = sorted(os.path.relpath(p, tmp_path) for p in walk_candidates(str(tmp_path), False))
     assert flat == ["x.jpg"]
+
+
+# -- modes, folders that come and go -----------------------------------------------------------
+
+
+@dataclass
+class Solo:
+    """One camera watched on its own, with what reached each of its sinks."""
+
+    watcher: Watcher
+    debouncer: Debouncer
+    out: Collector
+    rescans: list[str]
+
+
+@pytest.fixture
+def solo() -> Iterator[Callable[[CameraConfig], Solo]]:
+    """Return `start(camera) -> Solo`; everything started is stopped after the test."""
+    started: list[Solo] = []
+
+    def start(camera: CameraConfig) -> Solo:
+        out = Collector()
+        rescans: list[str] = []
+        debouncer = Debouncer(out, debounce=0.1, complete_timeout=3.0)
+        debouncer.start()
+        watcher = Watcher(
+            Sinks(debouncer.touch, debouncer.closed, debouncer.forget, rescans.append)
+        )
+        rig = Solo(watcher, debouncer, out, rescans)
+        started.append(rig)
+        watcher.sync([camera])
+        return rig
+
+    yield start
+    for rig in started:
+        rig.watcher.stop()
+        rig.debouncer.stop()
+
+
+def test_poll_mode_sees_new_files_and_appends(
+    solo: Callable[[CameraConfig], Solo], tmp_path: Path, jpeg: bytes, poll: Poll
+) -> None:
+    cam = tmp_path / "cam"
+    (cam / "old").mkdir(parents=True)
+    (cam / "old" / "before.jpg").write_bytes(jpeg)  # there before: the scan's, not the poller's
+    rig = solo(CameraConfig(name="c", path=cam, watch="poll", poll_interval=0.1))
+    assert rig.watcher.modes() == {"c": "poll"}
+    (cam / "old" / "new.jpg").write_bytes(jpeg)
+    late = cam / "late.jpg"
+    with late.open("wb") as handle:
+        handle.write(jpeg[:100])
+        handle.flush()
+        poll(lambda: len(rig.debouncer) >= 1, message="the half-written file to be seen")
+        handle.write(jpeg[100:])
+    poll(lambda: rig.out.rels() == [("c", "late.jpg"), ("c", "old/new.jpg")], message="both")
+    assert rig.rescans == []
+
+
+def test_a_missing_folder_is_watched_and_scanned_when_it_appears(
+    solo: Callable[[CameraConfig], Solo], tmp_path: Path, jpeg: bytes, poll: Poll
+) -> None:
+    cam = tmp_path / "usb" / "cam"
+    rig = solo(CameraConfig(name="c", path=cam, poll_interval=0.1))
+    assert rig.watcher.modes() == {"c": None}
+    cam.mkdir(parents=True)
+    poll(lambda: rig.rescans == ["c"], message="a rescan once the folder is there")
+    assert rig.watcher.modes() == {"c": "inotify"}
+    (cam / "a.jpg").write_bytes(jpeg)
+    poll(lambda: rig.out.has("c", "a.jpg"), message="a file written after it appeared")
+
+
+@pytest.mark.parametrize("mode", ["inotify", "poll"])
+def test_a_folder_deleted_and_created_again_is_watched_again(
+    solo: Callable[[CameraConfig], Solo], tmp_path: Path, jpeg: bytes, poll: Poll, mode: str
+) -> None:
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    rig = solo(CameraConfig(name="c", path=cam, watch=mode, poll_interval=0.1))  # type: ignore[arg-type]
+    shutil.rmtree(cam)
+    poll(lambda: rig.watcher.modes() == {"c": None}, message="the folder to be seen gone")
+    cam.mkdir()
+    poll(lambda: rig.rescans == ["c"], message="a rescan once it is back")
+    (cam / "b.jpg").write_bytes(jpeg)
+    poll(lambda: rig.out.has("c", "b.jpg"), message="a file in the new folder")
+    assert rig.watcher.modes() == {"c": mode}
+
+
+def test_an_unreadable_folder_is_unavailable_until_readable(
+    solo: Callable[[CameraConfig], Solo], tmp_path: Path, poll: Poll
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder (the e2e tests cover this as another user)")
+    cam = tmp_path / "cam"
+    cam.mkdir(mode=0)
+    try:
+        rig = solo(CameraConfig(name="c", path=cam, poll_interval=0.1))
+        assert rig.watcher.modes() == {"c": None}
+        cam.chmod(0o755)
+        poll(lambda: rig.rescans == ["c"], message="watched once readable")
+    finally:
+        cam.chmod(0o755)

@@ -356,9 +356,36 @@ def test_sibling_with_a_common_prefix_is_not_nested(cams: Path) -> None:
 
 
 def test_camera_path_must_be_a_folder(cams: Path) -> None:
-    missing = str(cams / "nope")
-    assert problems({"cameras": [{"name": "x", "path": missing}]}) == [
-        f"cameras[0].path: not a directory: {missing!r}"
+    a_file = cams / "file.jpg"
+    a_file.write_bytes(b"x")
+    assert problems({"cameras": [{"name": "x", "path": str(a_file)}]}) == [
+        f"cameras[0].path: not a directory: {str(a_file)!r}"
+    ]
+
+
+def test_a_missing_camera_folder_is_not_a_config_error(cams: Path) -> None:
+    # An unmounted share or a USB disk not yet there: the daemon waits for it.
+    config = parse_config({"cameras": [{"name": "x", "path": str(cams / "nope")}]}, {})
+    assert config.cameras[0].path == (cams / "nope").resolve()
+
+
+def test_watch_settings(cams: Path) -> None:
+    camera = {"name": "x", "path": str(cams / "front")}
+    config = parse_config({"cameras": [camera]}, {})
+    assert (config.cameras[0].watch, config.cameras[0].poll_interval) == ("auto", 2.0)
+    assert config.cameras[0].expect_every is None
+    custom = {**camera, "watch": "poll", "poll_interval": "500ms", "expect_every": "2h"}
+    config = parse_config({"cameras": [custom]}, {})
+    assert (config.cameras[0].watch, config.cameras[0].poll_interval) == ("poll", 0.5)
+    assert config.cameras[0].expect_every == 7200.0
+    assert problems({"cameras": [{**camera, "watch": "fanotify"}]}) == [
+        "cameras[0].watch: Input should be 'auto', 'inotify' or 'poll', got 'fanotify'"
+    ]
+    assert problems({"cameras": [{**camera, "poll_interval": "soon"}]}) == [
+        "cameras[0].poll_interval: expected a duration, got 'soon'"
+    ]
+    assert problems({"cameras": [{**camera, "poll_interval": 0}]}) == [
+        "cameras[0].poll_interval: expected at least 50ms, got 0s"
     ]
 
 
