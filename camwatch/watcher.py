@@ -280,6 +280,9 @@ class CameraWatch:
 
     def _try_watch(self) -> bool:
         problem = folder_problem(self.root)
+        if problem is None and self._mount_point and not is_mount_point(self._mount_point):
+            # The share it was on is unmounted: the empty folder beneath is not the camera's.
+            problem = f"unmounted ({self._mount_point})"
         if problem is not None:
             self._report_unavailable(problem)
             return False
