@@ -41,6 +41,20 @@ def test_check_config_prints_a_summary(config: ConfigWriter) -> None:
     assert HOOK_SECRET not in out + result.stderr
 
 
+def test_check_config_warns_about_a_missing_camera_folder_and_passes(
+    config: ConfigWriter, tree: Tree
+) -> None:
+    data = config.data()
+    data["cameras"][1]["path"] = str(tree.root / "usb" / "driveway")  # a disk not there yet
+    result = run_cli("check-config", "-c", str(config.write(data)))
+    assert result.returncode == 0, result.stderr
+    assert "camera frontdoor:" in result.stdout and "watch=auto: inotify on" in result.stdout
+    assert (
+        f"warning: cameras[1].path: {str(tree.root / 'usb' / 'driveway')!r} is missing;"
+        in result.stderr
+    )
+
+
 def test_check_config_default_path_is_camwatch_config(config: ConfigWriter) -> None:
     path = config.write()
     result = run_cli("check-config", env={"CAMWATCH_CONFIG": str(path)})
