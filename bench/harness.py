@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from camwatch.standin import jpeg_with_caption, sample_images  # noqa: E402
 from camwatch.store import Store  # noqa: E402
+from camwatch.testing import jpeg_with_caption, sample_images  # noqa: E402
 
 API_KEY = "bench-key-not-secret"
 WEBHOOK_SECRET = "bench-webhook-secret"
@@ -187,7 +187,7 @@ def start_api(procs: Procs, latency: float) -> tuple[str, int]:
         [
             sys.executable,
             "-m",
-            "camwatch.standin",
+            "camwatch.testing",
             "api",
             "--port",
             "0",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from camwatch.standin import WebhookReceiver
+from camwatch.testing import WebhookReceiver
 
 POLL_S = 0.02
 

@@ -18,7 +18,7 @@ camera folder so that no file waits behind another:
 The real daemon (`python -m camwatch run`) runs as a subprocess on the harness's config with the
 defaults that matter here (`debounce`, `watch`, `poll_interval`, `caption.concurrency` are read
 from camwatch.config's defaults). The stand-in caption API runs in this process
-(`camwatch.standin.StandinCaptionAPI`, latency L): it records `time.time()` as each request
+(`camwatch.testing.StandinCaptionAPI`, latency L): it records `time.time()` as each request
 arrives (`RecordedRequest.wall_time`, taken when the request's headers have been read), and the
 upload is matched to its file by the sha256 of the bytes. Latency = that arrival - the
 `time.time()` this script took right after `close()` (or `os.rename`): both are the same
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h
 
 from camwatch.config import CameraConfig, CaptionConfig, Config
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 DEBOUNCE = float(Config.model_fields["debounce"].default)  # 2s
 POLL_INTERVAL = float(CameraConfig.model_fields["poll_interval"].default)  # 2s

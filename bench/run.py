@@ -7,7 +7,7 @@ ahead of a naive script it is.
 
 Prints one table and writes bench/results.json. Every scenario runs the real `camwatch run` as a
 subprocess on its own temporary folder and config, against the stand-in caption API
-(`python -m camwatch.standin api`, fixed latency L) and a webhook receiver
+(`python -m camwatch.testing api`, fixed latency L) and a webhook receiver
 (bench/hook_recorder.py), each in a process of its own, all on 127.0.0.1. With caption
 concurrency C no daemon can caption more than C/L images a second, and no alert can arrive sooner
 than L after its writer closed the file (a closed, complete image is queued at once, without

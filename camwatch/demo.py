@@ -24,7 +24,7 @@ from typing import Any
 
 from camwatch.config import parse_config
 from camwatch.rules import RuleSet
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver, sample_images
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver, sample_images
 
 DEMO_KEY = "demo-key-not-secret"
 DEMO_SECRET = "demo-webhook-secret"

@@ -1,5 +1,5 @@
 """Fixtures for the end-to-end tests: a camera tree in tmp_path, the stand-in caption API and
-webhook receivers (`camwatch.standin`), a config writer, and `start_daemon`, which starts the REAL
+webhook receivers (`camwatch.testing`), a config writer, and `start_daemon`, which starts the REAL
 `camwatch run` as a subprocess (see `support.Daemon`) and stops every one it started."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 from .support import API_KEY, SECRET_ENV, ConfigWriter, Daemon, Tree, base_config
 

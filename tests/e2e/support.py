@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver, jpeg_with_caption
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver, jpeg_with_caption
 
 API_KEY = "e2e-api-key-4b7f09c2d1"
 HOOK_SECRET = "e2e-hook-secret-9a61e3"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 from .support import (
     API_KEY,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from camwatch.standin import WebhookReceiver
+from camwatch.testing import WebhookReceiver
 
 from .support import ConfigWriter, Daemon, Tree, drop, image, wait_until
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 from .support import (
     SECRET_ENV,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from camwatch.files import is_complete_image
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver, sample_images
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver, sample_images
 
 from .support import (
     API_KEY,

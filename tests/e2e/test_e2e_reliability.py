@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 from .support import (
     API_KEY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from camwatch.standin import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 from .support import ConfigWriter, Daemon, Tree, drop, image, run_cli
 

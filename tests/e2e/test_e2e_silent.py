@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from camwatch.standin import WebhookReceiver
+from camwatch.testing import WebhookReceiver
 
 from .support import (
     HOOK_SECRET,

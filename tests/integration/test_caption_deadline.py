@@ -12,7 +12,7 @@ import pytest
 from camwatch.caption import CaptionClient, Prompts
 from camwatch.config import CaptionConfig
 from camwatch.errors import TransientCaptionError
-from camwatch.standin import sample_images
+from camwatch.testing import sample_images
 
 
 class Trickler:

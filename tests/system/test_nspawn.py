@@ -30,14 +30,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from camwatch.testing import StandinCaptionAPI, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMWATCH_NSPAWN_CACHE", "/var/cache/camwatch-nspawn"))
@@ -397,58 +397,6 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-# --- stand-ins for the caption API and a webhook receiver, on loopback ------------------------
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers every request with the server's canned reply and records what it received."""
-
-    server: _RecordingServer
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        status, reply = self.server.reply
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    do_GET = do_POST = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test output quiet."""
-
-
-class _RecordingServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, reply: tuple[int, bytes]) -> None:
-        super().__init__(("127.0.0.1", 0), _Recorder)
-        self.reply = reply
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@contextlib.contextmanager
-def serving(reply: tuple[int, bytes]) -> Iterator[_RecordingServer]:
-    """Given a status and body, yield a running loopback server that answers with them."""
-    server = _RecordingServer(reply)
-    thread = threading.Thread(target=server.serve_forever, name="nspawn-stand-in", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 # --- the probe: the shipped unit's sandbox, with sdnotify against a real systemd -------------
 
 PROBE = r'''
@@ -526,7 +474,10 @@ check("config_read", lambda: os.access("/etc/camwatch/api_key", os.R_OK))
 check("state_sqlite", state_sqlite)
 credentials = Path(os.environ["CREDENTIALS_DIRECTORY"])
 check("credential", lambda: (credentials / "api_key").read_text().strip())
-check("http_loopback", lambda: urllib.request.urlopen(os.environ["PROBE_URL"], timeout=5).status)
+check(
+    "http_loopback",
+    lambda: urllib.request.urlopen(os.environ["PROBE_URL"], data=b"ping", timeout=5).status,
+)
 check("ssl_context", https_context)
 check("ctypes_callback", ctypes_callback)
 check("identity", lambda: [os.getuid(), os.getgid(), os.getgroups()])
@@ -576,7 +527,7 @@ notifier.close()
 @pytest.fixture(scope="module")
 def probe(box: Container) -> Iterator[Container]:
     """Yield the container with camwatch.service running the probe under the shipped unit."""
-    with serving((200, b"pong")) as pong:
+    with WebhookReceiver() as pong:
         box.write("/opt/camwatch-probe.py", PROBE)
         box.write(
             f"{DROPIN_DIR}/50-probe.conf",
@@ -736,23 +687,18 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-CAPTION_REPLY = json.dumps(
-    {
-        "code": 0,
-        "msg": "success",
-        "data": {
-            "text": "A person lying on the ground, not moving.",
-            "token": {"input": 273, "output": 79, "total": 352},
-        },
-    }
-).encode()
+CAPTION = "A person lying on the ground, not moving."
 
 
 @pytest.fixture(scope="module")
-def daemon(box: Container) -> Iterator[tuple[Container, _RecordingServer, _RecordingServer]]:
+def daemon(box: Container) -> Iterator[tuple[Container, StandinCaptionAPI, WebhookReceiver]]:
     """Yield the container with the real camwatch configured against loopback stand-ins, and
     the stand-ins (caption API, webhook receiver)."""
-    with serving((200, CAPTION_REPLY)) as api, serving((200, b"{}")) as hooks:
+    # Any key is accepted, so that a wrong one fails the check on what arrived, not the caption.
+    with (
+        StandinCaptionAPI(captions={}, api_key=None, default_caption=CAPTION) as api,
+        WebhookReceiver() as hooks,
+    ):
         config = f"""
 caption:
   base_url: {api.url}
@@ -805,20 +751,22 @@ def test_daemon_starts_ready_after_its_watches(daemon: tuple[Container, Any, Any
 
 
 @needs_daemon
-def test_daemon_captions_and_alerts(daemon: tuple[Container, Any, Any]) -> None:
+def test_daemon_captions_and_alerts(
+    daemon: tuple[Container, StandinCaptionAPI, WebhookReceiver],
+) -> None:
     box, api, hooks = daemon
     target = box.rootfs / CAMERA.lstrip("/") / "2026-11-23" / "12-00-01.jpg"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(_jpeg())
     box.sh(f"setfacl -R -m g:camwatch-cams:rX {CAMERA}/2026-11-23")
-    wait_for(lambda: hooks.requests, 30, "the webhook alert")
-    method, path, _, body = hooks.requests[0]
-    alert = json.loads(body)
-    assert (method, path) == ("POST", "/camwatch")
+    wait_for(lambda: hooks.received, 30, "the webhook alert")
+    hook = hooks.received[0]
+    alert = hook.json
+    assert hook.path == "/camwatch"
     assert alert["rule"] == "person-down" and alert["camera"] == "frontdoor"
     assert alert["image"].endswith("/2026-11-23/12-00-01.jpg")
     # The key came through LoadCredential=, raw in the Authorization header.
-    assert {h.get("Authorization") for _, _, h, _ in api.requests} == {API_KEY}
+    assert {r.authorization for r in api.requests} == {API_KEY}
 
 
 @needs_daemon

@@ -1,6 +1,6 @@
-"""The stand-ins themselves: the caption API's strict wire format, its scripting, the webhook
-receiver going down and up on the same port, the JPEG caption comment, the bundled samples, and
-the foreground command line."""
+"""The stand-ins of `camwatch.testing` themselves: the caption API's strict wire format, its
+scripting, the webhook receiver going down and up on the same port, the JPEG caption comment, the
+bundled samples, and the foreground command line."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pytest
 import requests
 from PIL import Image
 
-from camwatch.standin import (
+from camwatch.testing import (
     DEFAULT_CAPTION,
     StandinCaptionAPI,
     WebhookReceiver,
@@ -509,7 +509,7 @@ def test_the_bundled_samples_are_small_real_images_with_captions() -> None:
 @contextlib.contextmanager
 def _run_foreground(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "camwatch.standin", *args],
+        [sys.executable, "-m", "camwatch.testing", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
