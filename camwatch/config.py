@@ -179,7 +179,9 @@ class CameraConfig(_Model):
         return value
 
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Monday first, as datetime.weekday() counts: the rules' schedules index it by weekday. It lives
+# here, not in camwatch.rules.schedule, because that package imports this module.
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -202,7 +204,7 @@ def parse_time_range(value: Any) -> tuple[int, int]:
 
 def parse_day(value: Any) -> str:
     """Given a day name (`mon`, `Monday`, ...), return its three-letter lowercase form."""
-    if isinstance(value, str) and value.strip()[:3].lower() in _DAYS:
+    if isinstance(value, str) and value.strip()[:3].lower() in DAYS:
         full = value.strip().lower()
         names = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
         if len(full) == 3 or full in names:
