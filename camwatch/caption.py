@@ -28,7 +28,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import random
 import re
 import threading
 import time
@@ -47,7 +46,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from camwatch.config import CaptionConfig
+from camwatch.backoff import backoff
+from camwatch.config import CameraConfig, CaptionConfig, Config
 from camwatch.errors import (
     AuthError,
     CaptionAborted,
@@ -57,6 +57,7 @@ from camwatch.errors import (
     PermanentCaptionError,
     TransientCaptionError,
 )
+from camwatch.files import content_kind
 from camwatch.log import get_logger
 from camwatch.sessions import settle_environment
 
@@ -171,7 +172,7 @@ class CaptionClient:
         body, content_type = urllib3.encode_multipart_formdata(
             [
                 ("req", ("req.json", req, "application/json")),
-                ("file", (name, data, _sniff_type(data) or content_type_for(name))),
+                ("file", (name, data, _mime_type(data, name))),
             ]
         )
         headers = {"Content-Type": content_type}
@@ -227,7 +228,7 @@ class CaptionClient:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, _Retry) and exc.retry_after is not None:
             return exc.retry_after
-        return backoff_delay(state.attempt_number, retry.backoff_initial, retry.backoff_max)
+        return backoff(state.attempt_number, retry.backoff_initial, retry.backoff_max)
 
     def _sleep(self, seconds: float) -> None:
         # The shutdown Event is the clock: a stop wakes every waiting call at once.
@@ -418,20 +419,9 @@ def _short_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def backoff_delay(failed: int, initial: float, maximum: float) -> float:
-    """Given how many tries have failed, return the wait before the next one: `initial` doubled
-    per failure, plus up to `initial` of random jitter (so clients that failed together do not
-    retry together), never more than `maximum`."""
-    exponent = min(failed - 1, 60)  # 2**60 is already far past any sane maximum
-    return max(0.0, min(initial * 2.0**exponent + random.uniform(0, initial), maximum))
-
-
-def _sniff_type(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    return None
+def _mime_type(data: bytes, name: str) -> str:
+    kind = content_kind(data)
+    return f"image/{kind}" if kind else content_type_for(name)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -480,3 +470,13 @@ def public_url_for(template: str, camera: str, relpath: str) -> str:
     }
     # One pass, so a value that looks like a placeholder is never expanded again.
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def prompts_for(config: Config, camera: CameraConfig) -> Prompts:
+    """Return the prompts for a camera: its own overrides, else the caption section's."""
+    caption = config.caption
+    return Prompts(
+        user_prompt=camera.user_prompt or caption.user_prompt,
+        system_prompt=camera.system_prompt or caption.system_prompt,
+        thinking=caption.thinking if camera.thinking is None else camera.thinking,
+    )

@@ -1,15 +1,22 @@
 """The exceptions camwatch raises, and what each one means to the caller.
 
 CamwatchError
+├── UsageError                  the command line is wrong: exit 64
 ├── ConfigError                 invalid configuration: exit 78, one message per problem
 ├── StateError                  the state database cannot be written (disk full, read-only)
-└── CaptionError                the caption API did not give a caption
-    ├── TransientCaptionError   worth retrying later (outage, timeout, 429/5xx, garbled answer)
-    ├── PermanentCaptionError   this image will never caption (400/404/413/415/422, code -1)
-    ├── PausingCaptionError     every image would fail the same way: pause captioning
-    │   ├── AuthError           401/403 (or codes 0401/0403): the key is wrong
-    │   └── CreditsError        402 (or code 0402): credits are exhausted
-    └── CaptionAborted          shutdown was requested while waiting to retry
+├── ImageError                  this file is not read: skipped with the reason
+│   ├── UnsafePath              a symbolic link, not a regular file, or outside the folder
+│   └── TooLarge                larger than caption.max_image_bytes
+├── CaptionError                the caption API did not give a caption
+│   ├── TransientCaptionError   worth retrying later (outage, timeout, 429/5xx, garbled answer)
+│   ├── PermanentCaptionError   this image will never caption (400/404/413/415/422, code -1)
+│   ├── PausingCaptionError     every image would fail the same way: pause captioning
+│   │   ├── AuthError           401/403 (or codes 0401/0403): the key is wrong
+│   │   └── CreditsError        402 (or code 0402): credits are exhausted
+│   └── CaptionAborted          shutdown was requested while waiting to retry
+└── DeliveryError               an alert did not reach a target
+    ├── DeliveryFailed          not this time (refused connection, timeout, 5xx): retried
+    └── DeliveryRefused         never (404/410, an URL no Apprise plugin takes): dead letter
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from __future__ import annotations
 
 class CamwatchError(Exception):
     """Base of every error camwatch raises on purpose."""
+
+
+class UsageError(CamwatchError):
+    """A command-line argument that does not fit the configuration: exit 64."""
 
 
 class ConfigError(CamwatchError):
@@ -29,6 +40,18 @@ class ConfigError(CamwatchError):
 
 class StateError(CamwatchError):
     """The durable state cannot be read or written."""
+
+
+class ImageError(CamwatchError):
+    """A file that is not read at all; the message is the reason it is skipped."""
+
+
+class UnsafePath(ImageError):
+    """The path leaves the camera's folder or is not a regular file."""
+
+
+class TooLarge(ImageError):
+    """The file is larger than the configured maximum."""
 
 
 class CaptionError(CamwatchError):
@@ -61,3 +84,17 @@ class CreditsError(PausingCaptionError):
 
 class CaptionAborted(CaptionError):
     """Shutdown was requested while a request waited for its next try."""
+
+
+class DeliveryError(CamwatchError):
+    """An alert did not reach a target."""
+
+
+class DeliveryFailed(DeliveryError):
+    """A delivery attempt failed in a way that may pass (connection refused, timeout, 5xx):
+    the alert is tried again with backoff."""
+
+
+class DeliveryRefused(DeliveryError):
+    """The target will never take this alert as configured (404/410, an URL no plugin
+    understands): retrying for a week would only hide it, so it goes to the dead letters."""

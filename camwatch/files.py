@@ -21,6 +21,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from camwatch.errors import TooLarge, UnsafePath
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", "~")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -190,14 +192,6 @@ class Snapshot:
     data: bytes
     size: int
     mtime_ns: int
-
-
-class UnsafePath(Exception):
-    """The path leaves the camera's folder or is not a regular file."""
-
-
-class TooLarge(Exception):
-    """The file is larger than the configured maximum."""
 
 
 def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:

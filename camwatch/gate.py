@@ -12,10 +12,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
+from camwatch.backoff import backoff
+from camwatch.config import CaptionConfig
 from camwatch.log import get_logger
 
 log = get_logger(__name__)
+
+
+class GateState(StrEnum):
+    """Whether workers may call the caption API."""
+
+    CLOSED = "closed"  # yes
+    OPEN = "open"  # an outage: not until the open period ends, then one probe
+    PAUSED = "paused"  # a bad key or no credits: one probe every pause_probe
 
 
 class CaptionGate:
@@ -33,18 +44,32 @@ class CaptionGate:
         self.pause_probe = pause_probe
         self._clock = clock
         self._cond = threading.Condition()
-        self.state = "closed"  # closed | open | paused
+        self.state = GateState.CLOSED
         self.reason: str | None = None
         self._until = 0.0
         self._trips = 0
         self._probing = False
+
+    @classmethod
+    def for_config(cls, caption: CaptionConfig) -> CaptionGate:
+        """Return a closed gate with the periods a caption configuration implies."""
+        gate = cls(0.05, 0.05, caption.pause_probe)
+        gate.tune(caption)
+        return gate
+
+    def tune(self, caption: CaptionConfig) -> None:
+        """Take the periods of a (new) caption configuration: an outage opens the gate for
+        `retry.backoff_max`, doubling up to `pause_probe`; a pause probes every `pause_probe`."""
+        self.open_initial = max(caption.retry.backoff_max, 0.05)
+        self.open_max = max(caption.pause_probe, caption.retry.backoff_max)
+        self.pause_probe = caption.pause_probe
 
     def acquire(self, stop: threading.Event) -> bool | None:
         """Wait until this worker may call the API. Return True for a normal call, False for
         the one probe of a half-open gate, None if `stop` was set while waiting."""
         with self._cond:
             while not stop.is_set():
-                if self.state == "closed":
+                if self.state == GateState.CLOSED:
                     return True
                 now = self._clock()
                 if not self._probing and now >= self._until:
@@ -58,9 +83,9 @@ class CaptionGate:
     def succeeded(self, probe: bool) -> None:
         """Record a caption that came back: the API works."""
         with self._cond:
-            if self.state != "closed":
+            if self.state != GateState.CLOSED:
                 log.info("captioning_resumed", after=self.reason)
-            self.state, self.reason, self._trips = "closed", None, 0
+            self.state, self.reason, self._trips = GateState.CLOSED, None, 0
             if probe:
                 self._probing = False
             self._cond.notify_all()
@@ -76,7 +101,7 @@ class CaptionGate:
         """Record that the API stayed unreachable through every retry: open the gate. Return
         how long it stays open."""
         with self._cond:
-            if self.state == "paused":
+            if self.state == GateState.PAUSED:
                 if probe:
                     # The probe met an outage instead of the pausing answer: still paused, and
                     # the next probe is pause_probe away (not at once, which would loop).
@@ -85,12 +110,12 @@ class CaptionGate:
                     self._cond.notify_all()
                 return max(self._until - self._clock(), 0.0)
             self._trips += 1
-            period = min(self.open_max, self.open_initial * 2 ** (self._trips - 1))
+            period = backoff(self._trips, self.open_initial, self.open_max, jitter=0)
             if retry_after:
                 period = max(period, retry_after)
-            if self.state == "closed":
+            if self.state == GateState.CLOSED:
                 log.error("caption_api_unavailable", reason=reason, pause_s=round(period, 3))
-            self.state, self.reason = "open", reason
+            self.state, self.reason = GateState.OPEN, reason
             self._until = self._clock() + period
             if probe:
                 self._probing = False
@@ -101,14 +126,14 @@ class CaptionGate:
         """Record an answer that every image would get (bad key, no credits): pause captioning
         and probe every `pause_probe`. Logs once per pause. Return the pause period."""
         with self._cond:
-            if self.state != "paused":
+            if self.state != GateState.PAUSED:
                 log.error(
                     "captioning_paused",
                     reason=reason,
                     probe_every_s=self.pause_probe,
                     hint="fix the key or the account; a reload (SIGHUP) or restart resumes",
                 )
-            self.state, self.reason = "paused", reason
+            self.state, self.reason = GateState.PAUSED, reason
             self._until = self._clock() + self.pause_probe
             if probe:
                 self._probing = False
@@ -118,5 +143,5 @@ class CaptionGate:
     def resume(self) -> None:
         """Close the gate at once (after a reload: the operator may have fixed the cause)."""
         with self._cond:
-            self.state, self.reason, self._trips, self._probing = "closed", None, 0, False
+            self.state, self.reason, self._trips, self._probing = GateState.CLOSED, None, 0, False
             self._cond.notify_all()
