@@ -14,7 +14,7 @@ from pathlib import Path
 
 from camwatch import __version__
 from camwatch.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_duration
-from camwatch.errors import CaptionError, ConfigError, StateError
+from camwatch.errors import CaptionError, ConfigError, StateError, UsageError
 from camwatch.log import configure, get_logger, register_secrets
 
 EX_OK = 0
@@ -39,10 +39,6 @@ def _load(path: str) -> Config:
 
     register_secrets(secrets_of(config))
     return config
-
-
-class UsageError(Exception):
-    """A command-line argument that does not fit the configuration: exit 64."""
 
 
 def _check_camera(config: Config, name: str | None) -> None:
@@ -116,10 +112,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from camwatch.caption import CaptionClient
+    from camwatch.caption import CaptionClient, prompts_for
     from camwatch.config import resolve_api_key
     from camwatch.files import is_complete_image
-    from camwatch.pipeline import prompts_for
 
     config = _load(args.config)
     configure(config.log.level, config.log.format)
@@ -174,10 +169,19 @@ def cmd_retry(args: argparse.Namespace) -> int:
     _check_camera(config, args.camera)
     store = Store(config.state_dir)
     try:
-        count = store.retry_failed(args.camera)
+        if args.alerts:
+            if args.target is not None and args.target not in {
+                *(w.name for w in config.webhooks),
+                *(n.name for n in config.notify),
+            }:
+                raise UsageError(f"--target: unknown webhook or notify target {args.target!r}")
+            count = store.retry_dead_letters(args.target)
+            print(f"queued {count} dead-lettered alert(s) again (the daemon sends them within 30s)")
+        else:
+            count = store.retry_failed(args.camera)
+            print(f"queued {count} failed image(s) again")
     finally:
         store.close()
-    print(f"queued {count} failed image(s) again")
     return EX_OK
 
 
@@ -298,8 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*", help="captions (default: one per line on stdin)")
     p.set_defaults(func=cmd_test_rules)
 
-    p = with_config(sub.add_parser("retry", help="queue failed images again"))
-    p.add_argument("--camera")
+    p = with_config(
+        sub.add_parser("retry", help="queue failed images (or, with --alerts, dead letters) again")
+    )
+    p.add_argument("--camera", help="only this camera's failed images")
+    p.add_argument(
+        "--alerts",
+        action="store_true",
+        help="queue again the alerts a target refused for good (dead letters), once fixed",
+    )
+    p.add_argument("--target", help="with --alerts: only this webhook or notify target")
     p.set_defaults(func=cmd_retry)
 
     p = with_config(sub.add_parser("replay", help="re-run the rules over stored captions"))

@@ -1,9 +1,12 @@
 """Delivers the alert outbox: one thread per target, retrying with backoff until delivered.
 
-A target that is down only delays its own alerts. Its thread sends the oldest due alert first and
-stops at the first failure, then waits for that alert's next try (exponential backoff with jitter
-up to `delivery.backoff_max`), so an outage costs one request per backoff step, not one per alert.
-An alert older than `delivery.max_age` is expired with an error log.
+Each target is a Sender (camwatch/senders/); this module knows nothing of webhooks or Apprise. A
+target that is down only delays its own alerts: its thread sends the oldest due alert first and,
+after a failure, tries one more; if that fails too the target is down, and the thread waits for
+the next try (exponential backoff with jitter up to `delivery.backoff_max`), so an outage costs
+two requests per backoff step, not one per alert, while one alert that fails on its own does not
+hold back the alerts behind it. An alert the target refuses for good goes to the dead letters
+with the reason; one older than `delivery.max_age` is expired with an error log.
 """
 
 from __future__ import annotations
@@ -12,45 +15,20 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from camwatch.alerts import DeliveryFailed, QuickRetry, post_webhook, send_notify
-from camwatch.config import Config, NotifyConfig, WebhookConfig
-from camwatch.errors import StateError
+from camwatch.backoff import backoff
+from camwatch.config import Config, DeliveryConfig
+from camwatch.errors import DeliveryFailed, DeliveryRefused, StateError
 from camwatch.log import get_logger
-from camwatch.sessions import settle_environment
+from camwatch.senders import Sender, TargetKind, senders_for
 from camwatch.store import OutboxRow, Store
 
 log = get_logger(__name__)
 
 _IDLE_WAIT = 30.0  # re-read the outbox this often even when nothing woke us
+_FAILURES_PER_ROUND = 2  # consecutive failures after which a target counts as down
 
-
-def backoff(attempts: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Given how many tries failed, return the wait before the next one: exponential from
-    `initial`, capped at `maximum`, with jitter so many alerts do not retry in lockstep."""
-    base = min(maximum, initial * (2 ** max(attempts - 1, 0)))
-    return base * (0.5 + rng.random() / 2)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A place alerts go: a webhook or a notify target."""
-
-    kind: str  # "webhook" | "notify"
-    name: str
-    webhook: WebhookConfig | None = None
-    notify: NotifyConfig | None = None
-
-
-def targets_of(config: Config) -> list[Target]:
-    """Return every target a configuration defines."""
-    return [Target("webhook", w.name, webhook=w) for w in config.webhooks] + [
-        Target("notify", n.name, notify=n) for n in config.notify
-    ]
+OnDelivered = Callable[[OutboxRow, Sender], None]
 
 
 class TargetWorker:
@@ -58,27 +36,22 @@ class TargetWorker:
 
     def __init__(
         self,
-        target: Target,
+        sender: Sender,
         store: Store,
-        config: Config,
-        on_delivered: Callable[[str, OutboxRow, Target], None],
-        quick: QuickRetry,
+        delivery: DeliveryConfig,
+        on_delivered: OnDelivered,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.target = target
+        self.sender = sender
         self.store = store
-        self.config = config
+        self.delivery = delivery
         self._on_delivered = on_delivered
-        self._quick = quick
+        self._clock = clock
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self._rng = random.Random()
-        self._session = requests.Session()
-        self._session.mount("http://", HTTPAdapter(pool_maxsize=2))
-        self._session.mount("https://", HTTPAdapter(pool_maxsize=2))
-        if target.webhook is not None:
-            settle_environment(self._session, target.webhook.url)
         self._thread = threading.Thread(
-            target=self._run, name=f"deliver-{target.kind}-{target.name}", daemon=True
+            target=self._run, name=f"deliver-{sender.kind}-{sender.name}", daemon=True
         )
 
     def start(self) -> None:
@@ -91,121 +64,133 @@ class TargetWorker:
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._session.close()
+        self.sender.close()
 
     def _run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                wait = self._deliver_due()
+                wait = self.deliver_due()
             except StateError as exc:
-                log.error("outbox_unavailable", target=self.target.name, error=str(exc))
+                log.error("outbox_unavailable", target=self.sender.name, error=str(exc))
                 wait = 5.0
             except Exception:
-                log.exception("delivery_loop_failed", target=self.target.name)
+                log.exception("delivery_loop_failed", target=self.sender.name)
                 wait = 5.0
             if wait > 0:
                 self.wake.wait(wait)
                 self.wake.clear()
 
-    def _deliver_due(self) -> float:
-        """Deliver what is due; return how long to wait before looking again."""
-        delivery = self.config.delivery
+    def deliver_due(self) -> float:
+        """Deliver what is due now; return how long to wait before looking again."""
+        kind, name = self.sender.kind, self.sender.name
+        failures = 0
         while not self.stop_event.is_set():
-            rows = self.store.due_alerts(self.target.kind, self.target.name)
+            rows = self.store.due_alerts(kind, name)
             if not rows:
                 break
             for row in rows:
                 if self.stop_event.is_set():
                     return 0
-                now = time.time()
-                if now - row.created_at > delivery.max_age:
-                    self.store.expire(row.id, f"undelivered after max_age {delivery.max_age:g}s")
-                    log.error(
-                        "alert_expired",
-                        target=self.target.name,
-                        event_id=row.event_id,
-                        rule=row.rule,
-                        camera=row.camera,
-                        attempts=row.attempts,
-                    )
+                wait = self._deliver(row)
+                if wait is None:
+                    failures = 0
                     continue
-                try:
-                    self._send(row)
-                except DeliveryFailed as exc:
-                    wait = backoff(
-                        row.attempts + 1,
-                        delivery.backoff_initial,
-                        delivery.backoff_max,
-                        self._rng,
-                    )
-                    self.store.postpone(row.id, time.time() + wait, str(exc))
-                    log.warning(
-                        "alert_delivery_failed",
-                        target=self.target.name,
-                        event_id=row.event_id,
-                        rule=row.rule,
-                        camera=row.camera,
-                        attempts=row.attempts + 1,
-                        retry_in=round(wait, 3),
-                        error=str(exc),
-                    )
+                failures += 1
+                if failures >= _FAILURES_PER_ROUND or len(rows) == 1:
                     return wait
-                self.store.delivered(row.id)
-                self._on_delivered(self.target.kind, row, self.target)
-        nxt = self.store.next_alert_due(self.target.kind, self.target.name)
+            if failures:
+                break  # every row of this batch was tried once; the failed ones wait
+        nxt = self.store.next_alert_due(kind, name)
         if nxt is None:
             return _IDLE_WAIT
-        return min(max(nxt - time.time(), 0.0), _IDLE_WAIT)
+        return min(max(nxt - self._clock(), 0.0), _IDLE_WAIT)
 
-    def _send(self, row: OutboxRow) -> None:
-        if self.target.webhook is not None:
-            post_webhook(
-                self._session,
-                self.target.webhook,
-                row.event_id,
-                row.body,
-                self.stop_event,
-                self._quick,
+    def _deliver(self, row: OutboxRow) -> float | None:
+        """Try one alert. Return None if it is settled (delivered, dead or expired), else the
+        wait before its next try."""
+        target = self.sender.name
+        if self._clock() - row.created_at > self.delivery.max_age:
+            self.store.expire(row.id, f"undelivered after max_age {self.delivery.max_age:g}s")
+            log.error(
+                "alert_expired",
+                target=target,
+                event_id=row.event_id,
+                rule=row.rule,
+                camera=row.camera,
+                attempts=row.attempts,
             )
-        elif self.target.notify is not None:
-            send_notify(self.target.notify, row.body)
+            return None
+        try:
+            self.sender.send(row.event_id, row.body)
+        except DeliveryRefused as exc:
+            self.store.dead_letter(row.id, str(exc))
+            log.error(
+                "alert_dead_lettered",
+                target=target,
+                event_id=row.event_id,
+                rule=row.rule,
+                camera=row.camera,
+                attempts=row.attempts + 1,
+                error=str(exc),
+                hint="fix the target, then `camwatch retry --alerts`",
+            )
+            return None
+        except DeliveryFailed as exc:
+            delivery = self.delivery
+            wait = backoff(
+                row.attempts + 1, delivery.backoff_initial, delivery.backoff_max, rng=self._rng
+            )
+            self.store.postpone(row.id, self._clock() + wait, str(exc))
+            log.warning(
+                "alert_delivery_failed",
+                target=target,
+                event_id=row.event_id,
+                rule=row.rule,
+                camera=row.camera,
+                attempts=row.attempts + 1,
+                retry_in=round(wait, 3),
+                error=str(exc),
+            )
+            return wait
+        self.store.delivered(row.id)
+        self._on_delivered(row, self.sender)
+        return None
 
 
 class Dispatcher:
     """Runs one TargetWorker per configured target."""
 
-    def __init__(
-        self,
-        store: Store,
-        on_delivered: Callable[[str, OutboxRow, Target], None],
-    ) -> None:
+    def __init__(self, store: Store, on_delivered: OnDelivered) -> None:
         self.store = store
         self._on_delivered = on_delivered
         self._workers: dict[tuple[str, str], TargetWorker] = {}
+        self._stop = threading.Event()  # interrupts the senders' in-call retries at shutdown
 
     def sync(self, config: Config) -> None:
         """Deliver to exactly the targets of `config`; restart a target whose settings changed."""
-        wanted = {(t.kind, t.name): t for t in targets_of(config)}
-        quick = QuickRetry(
-            attempts=3,
-            initial=min(config.delivery.backoff_initial, 1.0),
-            maximum=min(config.delivery.backoff_max, 5.0),
-        )
+        wanted = {(s.kind, s.name): s for s in senders_for(config, self._stop)}
         for key, worker in list(self._workers.items()):
-            if wanted.get(key) != worker.target or worker.config.delivery != config.delivery:
+            new = wanted.get(key)
+            if (
+                new is None
+                or new.settings != worker.sender.settings
+                or worker.delivery != config.delivery
+            ):
                 worker.stop()
                 worker.join(5)
                 del self._workers[key]
-        for key, target in wanted.items():
-            if key not in self._workers:
-                worker = TargetWorker(target, self.store, config, self._on_delivered, quick)
-                self._workers[key] = worker
-                worker.start()
-        for kind in ("webhook", "notify"):
+        for key, sender in wanted.items():
+            if key in self._workers:
+                sender.close()  # the running one is the same target
+                continue
+            worker = TargetWorker(sender, self.store, config.delivery, self._on_delivered)
+            self._workers[key] = worker
+            worker.start()
+        for kind in TargetKind:
             names = {name for (k, name) in wanted if k == kind}
             dropped = self.store.drop_alerts_for(kind, names)
             if dropped:
-                log.warning("alerts_dropped_unknown_target", kind=kind, count=dropped)
+                log.warning("alerts_dropped_unknown_target", kind=str(kind), count=dropped)
 
     def wake(self) -> None:
         """Tell every target that new alerts may be due."""
@@ -214,6 +199,7 @@ class Dispatcher:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every target; undelivered alerts stay in the outbox."""
+        self._stop.set()
         for worker in self._workers.values():
             worker.stop()
         deadline = time.monotonic() + timeout

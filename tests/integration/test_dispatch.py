@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from camwatch import __version__
-from camwatch.alerts import alert_body, new_event_id
+from camwatch.alerts import Alert, alert_body, new_event_id
 from camwatch.config import Config, parse_config
-from camwatch.dispatch import Dispatcher, Target
+from camwatch.dispatch import Dispatcher
+from camwatch.senders import Sender
 from camwatch.store import AlertCandidate, NewImage, OutboxRow, Store
+from camwatch.testing import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("no_thread_leaks")
 
@@ -29,73 +27,21 @@ Poll = Callable[..., None]
 SECRET = "s3cret-for-tests"
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-
-class Receiver:
-    """A webhook receiver: records every POST and answers with scripted statuses (then
-    `default`)."""
-
-    def __init__(self, port: int = 0, statuses: tuple[int, ...] = (), default: int = 200) -> None:
-        self._lock = threading.Lock()
-        self._statuses = deque(statuses)
-        self.default = default
-        self.requests: list[Received] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status = receiver._record(Received(self.path, headers, body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="receiver"
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def _record(self, request: Received) -> int:
-        with self._lock:
-            self.requests.append(request)
-            return self._statuses.popleft() if self._statuses else self.default
-
-    def received(self) -> list[Received]:
-        with self._lock:
-            return list(self.requests)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
 @pytest.fixture
-def receivers() -> Iterator[Callable[..., Receiver]]:
-    """Return `Receiver(...)`; every receiver made is closed after the test."""
-    made: list[Receiver] = []
+def receivers() -> Iterator[Callable[..., WebhookReceiver]]:
+    """Return a function starting a `WebhookReceiver(...)`; every one is stopped after the
+    test."""
+    made: list[WebhookReceiver] = []
 
-    def make(**kw: Any) -> Receiver:
-        made.append(Receiver(**kw))
-        return made[-1]
+    def make(**kw: Any) -> WebhookReceiver:
+        receiver = WebhookReceiver(**kw)
+        made.append(receiver)
+        receiver.start()
+        return receiver
 
     yield make
     for receiver in made:
-        receiver.close()
+        receiver.stop()
 
 
 class Delivered:
@@ -105,9 +51,9 @@ class Delivered:
         self._lock = threading.Lock()
         self.items: list[tuple[str, str, str]] = []
 
-    def __call__(self, kind: str, row: OutboxRow, target: Target) -> None:
+    def __call__(self, row: OutboxRow, sender: Sender) -> None:
         with self._lock:
-            self.items.append((kind, target.name, row.event_id))
+            self.items.append((str(sender.kind), sender.name, row.event_id))
 
     def event_ids(self) -> list[str]:
         with self._lock:
@@ -185,16 +131,18 @@ def queue_alert(store: Store, targets: tuple[str, ...] = ("ops",)) -> tuple[str,
     path = f"/cams/front/{n}.jpg"
     event_id = new_event_id()
     body = alert_body(
-        event_id,
-        "person-down",
-        "critical",
-        "front",
-        path,
-        "ab" * 32,
-        "A person lying on the ground — not moving.",
-        ["lying on the ground"],
-        1795435201.512,
-        1795435204.02,
+        Alert(
+            event_id,
+            "person-down",
+            "critical",
+            "front",
+            path,
+            "ab" * 32,
+            "A person lying on the ground — not moving.",
+            ("lying on the ground",),
+            1795435201.512,
+            1795435204.02,
+        )
     )
     store.add_pending([NewImage("front", path, f"{n}.jpg", 1, n, time.time())])
     job = store.claim()
@@ -215,7 +163,7 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 def test_delivery_sends_the_exact_body_and_signed_headers(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
@@ -228,7 +176,7 @@ def test_delivery_sends_the_exact_body_and_signed_headers(
     dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
     poll(lambda: delivered.items, message="the delivery")
     assert delivered.items == [("webhook", "ops", event_id)]
-    (request,) = receiver.received()
+    (request,) = receiver.received
     assert request.path == "/hook/ops"
     assert request.body == body.encode("utf-8")
     assert request.headers["content-type"] == "application/json"
@@ -240,7 +188,7 @@ def test_delivery_sends_the_exact_body_and_signed_headers(
 
 
 def test_alerts_are_delivered_oldest_first(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
@@ -256,25 +204,27 @@ def test_alerts_are_delivered_oldest_first(
     later, _ = queue_alert(store)
     dispatcher.wake()  # what the pipeline does after writing alerts
     poll(lambda: len(delivered.items) == 6, message="the alert queued later")
-    assert [r.headers["x-camwatch-event-id"] for r in receiver.received()] == [*ids, later]
+    assert [r.headers["x-camwatch-event-id"] for r in receiver.received] == [*ids, later]
 
 
 def test_retries_resend_the_same_id_and_bytes(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
     poll: Poll,
 ) -> None:
     # More failures than the quick in-call retries (3): the outbox schedule takes over too.
-    receiver = receivers(statuses=(500, 503, 500, 502))
+    receiver = receivers()
+    for status in (500, 503, 500, 502):
+        receiver.fail_next(1, status)
     store = open_store()
     event_id, body = queue_alert(store)
     delivered = Delivered()
     with capture_logs() as logs:
         dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
         poll(lambda: delivered.items, message="delivery after the errors")
-    requests = receiver.received()
+    requests = receiver.received
     assert len(requests) == 5
     assert {r.body for r in requests} == {body.encode()}
     assert all(r.headers == requests[0].headers for r in requests)
@@ -286,42 +236,39 @@ def test_retries_resend_the_same_id_and_bytes(
 
 
 def test_receiver_down_then_up(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
     poll: Poll,
 ) -> None:
-    # A bound socket that does not listen: connections to its port are refused.
-    placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-        store = open_store()
-        event_id, body = queue_alert(store)
-        delivered = Delivered()
-        with capture_logs() as logs:
-            dispatchers(store, delivered).sync(config(cams, {"ops": port}))
-            poll(lambda: events(logs, "alert_delivery_failed"), message="a refused delivery")
-    finally:
-        placeholder.close()
+    receiver = receivers()
+    receiver.go_down()  # keeps its port, bound but not listening: connections are refused
+    store = open_store()
+    event_id, body = queue_alert(store)
+    delivered = Delivered()
+    with capture_logs() as logs:
+        dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
+        poll(lambda: events(logs, "alert_delivery_failed"), message="a refused delivery")
     assert "ConnectionError" in events(logs, "alert_delivery_failed")[0]["error"]
     assert delivered.items == []
-    receiver = receivers(port=port)
+    assert receiver.count == 0
+    receiver.come_up()
     poll(lambda: delivered.items, message="delivery once the receiver is up")
-    (request,) = receiver.received()
+    (request,) = receiver.received
     assert request.headers["x-camwatch-event-id"] == event_id
     assert request.body == body.encode()
 
 
 def test_an_alert_older_than_max_age_expires(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
     poll: Poll,
 ) -> None:
-    receiver = receivers(default=500)
+    receiver = receivers()
+    receiver.set_outage(500)
     store = open_store()
     event_id, _ = queue_alert(store)
     delivered = Delivered()
@@ -336,7 +283,7 @@ def test_an_alert_older_than_max_age_expires(
 
 
 def test_delivered_alerts_are_not_sent_again_after_a_restart(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
@@ -357,33 +304,34 @@ def test_delivered_alerts_are_not_sent_again_after_a_restart(
     second, _ = queue_alert(store)
     dispatchers(store, delivered).sync(conf)
     poll(lambda: len(delivered.items) == 2, message="the second delivery")
-    assert [r.headers["x-camwatch-event-id"] for r in receiver.received()] == [first, second]
+    assert [r.headers["x-camwatch-event-id"] for r in receiver.received] == [first, second]
 
 
 def test_an_undelivered_alert_survives_a_restart_with_its_id_and_bytes(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
     poll: Poll,
 ) -> None:
-    receiver = receivers(default=503)
+    receiver = receivers()
+    receiver.set_outage(503)
     conf = config(cams, {"ops": receiver.port})
     store = open_store()
     event_id, body = queue_alert(store)
     delivered = Delivered()
     dispatcher = dispatchers(store, delivered)
     dispatcher.sync(conf)
-    poll(lambda: len(receiver.received()) >= 3, message="failed attempts")
+    poll(lambda: receiver.count >= 3, message="failed attempts")
     dispatcher.stop()
     store.close()
-    before = len(receiver.received())
+    before = receiver.count
 
-    receiver.default = 200
+    receiver.set_outage(None)
     store = open_store()
     dispatchers(store, delivered).sync(conf)
     poll(lambda: delivered.items, message="delivery after the restart")
-    requests = receiver.received()
+    requests = receiver.received
     assert len(requests) > before
     assert {r.body for r in requests} == {body.encode()}
     assert all(r.headers == requests[0].headers for r in requests)
@@ -391,13 +339,14 @@ def test_an_undelivered_alert_survives_a_restart_with_its_id_and_bytes(
 
 
 def test_a_target_that_is_down_does_not_delay_another(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
     poll: Poll,
 ) -> None:
-    down = receivers(default=500)
+    down = receivers()
+    down.set_outage(500)
     up = receivers()
     store = open_store()
     event_id, _ = queue_alert(store, targets=("down", "up"))
@@ -405,12 +354,12 @@ def test_a_target_that_is_down_does_not_delay_another(
     dispatchers(store, delivered).sync(config(cams, {"down": down.port, "up": up.port}))
     poll(lambda: delivered.items, message="delivery to the healthy target")
     assert delivered.items == [("webhook", "up", event_id)]
-    assert [r.path for r in up.received()] == ["/hook/up"]
+    assert [r.path for r in up.received] == ["/hook/up"]
     assert store.counts()["alerts_pending"] == 1
 
 
 def test_sync_drops_alerts_for_targets_no_longer_configured(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     dispatchers: Callable[[Store, Delivered], Dispatcher],
     cams: Path,
@@ -430,19 +379,65 @@ def test_sync_drops_alerts_for_targets_no_longer_configured(
 
 
 def test_stop_interrupts_a_retrying_target(
-    receivers: Callable[..., Receiver],
+    receivers: Callable[..., WebhookReceiver],
     open_store: Callable[[], Store],
     cams: Path,
     poll: Poll,
 ) -> None:
-    receiver = receivers(default=500)
+    receiver = receivers()
+    receiver.set_outage(500)
     store = open_store()
     queue_alert(store)
     dispatcher = Dispatcher(store, Delivered())
     # Long backoffs: the worker is asleep in a retry wait when it is told to stop.
     dispatcher.sync(config(cams, {"ops": receiver.port}, backoff_initial="1h", backoff_max="1h"))
-    poll(lambda: receiver.received(), message="a first attempt")
+    poll(lambda: receiver.received, message="a first attempt")
     dispatcher.stop(timeout=5)
     worker_threads = [t for t in threading.enumerate() if t.name.startswith("deliver-")]
     assert worker_threads == []
     assert store.counts()["alerts_pending"] == 1  # kept for the next start
+
+
+def test_an_alert_refused_for_good_is_dead_lettered_and_retried_on_request(
+    receivers: Callable[..., WebhookReceiver],
+    open_store: Callable[[], Store],
+    dispatchers: Callable[[Store, Delivered], Dispatcher],
+    cams: Path,
+    poll: Poll,
+) -> None:
+    receiver = receivers()
+    receiver.fail_next(1, 410)  # "gone": retrying for a week would change nothing
+    store = open_store()
+    gone, _ = queue_alert(store)
+    after, _ = queue_alert(store)
+    delivered = Delivered()
+    dispatcher = dispatchers(store, delivered)
+    with capture_logs() as logs:
+        dispatcher.sync(config(cams, {"ops": receiver.port}))
+        poll(lambda: delivered.event_ids() == [after], message="the next alert delivered")
+    (dead,) = events(logs, "alert_dead_lettered")
+    assert (dead["event_id"], dead["error"]) == (gone, "HTTP 410 from webhook 'ops'")
+    assert len(receiver.received) == 2  # the refused one was sent once, not retried
+    assert store.counts()["alerts_dead"] == 1
+    assert store.retry_dead_letters() == 1  # what `camwatch retry --alerts` does
+    dispatcher.wake()
+    poll(lambda: delivered.event_ids() == [after, gone], message="the dead letter, retried")
+
+
+def test_one_failing_alert_does_not_hold_back_the_alerts_behind_it(
+    receivers: Callable[..., WebhookReceiver],
+    open_store: Callable[[], Store],
+    dispatchers: Callable[[Store, Delivered], Dispatcher],
+    cams: Path,
+    poll: Poll,
+) -> None:
+    receiver = receivers()
+    receiver.fail_next(3, 500)  # every quick try of the first alert, then the receiver is fine
+    store = open_store()
+    first, _ = queue_alert(store)
+    behind = [queue_alert(store)[0] for _ in range(3)]
+    delivered = Delivered()
+    # The first alert's next try is 15 to 30 s away: the others must not wait for it.
+    dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}, backoff_initial="30s"))
+    poll(lambda: delivered.event_ids() == behind, timeout=10, message="the alerts behind it")
+    assert first not in delivered.event_ids()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from camwatch.alerts import alert_candidates
 from camwatch.config import parse_config
 from camwatch.dispatch import Dispatcher
-from camwatch.pipeline import alert_candidates
 from camwatch.rules import RuleSet
-from camwatch.standin import WebhookReceiver, sample_images
 from camwatch.store import NewImage, Store
+from camwatch.testing import WebhookReceiver, sample_images
 
 
 @pytest.fixture
