@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 
 def free_name(target: Path) -> Path:
@@ -50,4 +51,20 @@ def apply_after(
     elif action == "move":
         assert archive_dir is not None
         return str(move_without_overwrite(path, Path(archive_dir) / camera / relpath))
+    return None
+
+
+def finish_file(
+    action: str, archive_dir: Path | None, camera: str, path: str, relpath: str, blog: Any
+) -> str | None:
+    """Apply `after:` to a captioned file and log what was done (`image_moved`,
+    `image_deleted`). Return the error text if it could not be done (logged as a warning)."""
+    if action == "keep":
+        return None
+    try:
+        moved = apply_after(action, archive_dir, camera, path, relpath)
+    except OSError as exc:
+        blog.warning("after_action_failed", action=action, error=str(exc))
+        return str(exc)
+    blog.info("image_" + ("moved" if moved else "deleted"), to=moved)
     return None

@@ -15,23 +15,25 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from camwatch.archive import apply_after
+from camwatch.archive import finish_file
 from camwatch.caption import CaptionClient
 from camwatch.config import Config, load_config, resolve_api_key
 from camwatch.debounce import Debouncer, ReadyFile
-from camwatch.dispatch import Dispatcher, Target
+from camwatch.dispatch import Dispatcher
 from camwatch.errors import ConfigError, StateError
 from camwatch.files import relative_candidate
-from camwatch.gate import CaptionGate
+from camwatch.gate import CaptionGate, GateState
 from camwatch.log import get_logger, register_secrets
-from camwatch.pipeline import Pipeline, Runtime, WorkerPool
+from camwatch.pipeline import Outcome, Pipeline, Runtime
 from camwatch.rules import RuleSet
 from camwatch.scan import Scanner, scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
+from camwatch.senders import Sender
 from camwatch.silence import SilenceWatch
 from camwatch.store import ImageJob, OutboxRow, Store
 from camwatch.wakeup import Wakeup
 from camwatch.watcher import Sinks, Watcher
+from camwatch.workers import WorkerPool
 
 log = get_logger(__name__)
 
@@ -113,19 +115,19 @@ class Service:
     def _retouch(self, camera: str, path: str, relpath: str) -> None:
         self.debouncer.touch(camera, path, relpath)
 
-    def _on_delivered(self, kind: str, row: OutboxRow, target: Target) -> None:
+    def _on_delivered(self, row: OutboxRow, sender: Sender) -> None:
         log.info(
             "alert_delivered",
             camera=row.camera,
             rule=row.rule,
             event_id=row.event_id,
-            target=target.name,
-            kind=kind,
+            target=sender.name,
+            kind=str(sender.kind),
             attempts=row.attempts + 1,
             outcome="delivered",
         )
 
-    def _on_done(self, job: ImageJob, outcome: str) -> None:
+    def _on_done(self, job: ImageJob, outcome: Outcome) -> None:
         self._last_outcome = f"{outcome} {job.camera}:{job.relpath}"
         if self.once:
             self._wakeup.set()
@@ -168,10 +170,8 @@ class Service:
         rel = relative_candidate(str(cam.path), path) if cam else None
         if rel is None:
             return
-        try:
-            apply_after(config.after, config.archive_dir, camera, path, rel)
-        except OSError as exc:
-            log.warning("after_action_failed", camera=camera, path=path, error=str(exc))
+        blog = log.bind(camera=camera, path=path)
+        finish_file(config.after, config.archive_dir, camera, path, rel, blog)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -182,11 +182,7 @@ class Service:
         recovered = self.store.recover()
         self.store.skip_pending_of({c.name for c in config.cameras})
         self.runtime = build_runtime(config, self.stop)
-        self.gate = CaptionGate(
-            open_initial=max(config.caption.retry.backoff_max, 0.05),
-            open_max=max(config.caption.pause_probe, config.caption.retry.backoff_max),
-            pause_probe=config.caption.pause_probe,
-        )
+        self.gate = CaptionGate.for_config(config.caption)
         self._last_outcome = ""
         self.debouncer = Debouncer(
             self._emit, config.debounce, config.complete_timeout, config.caption.max_image_bytes
@@ -248,7 +244,7 @@ class Service:
                 self.reload()
             now = time.monotonic()
             if keepalive is not None:
-                busy = self.pool.busy > 0 and self.gate.state == "closed"
+                busy = self.pool.busy > 0 and self.gate.state is GateState.CLOSED
                 if watchdog_gate.allow(now, last_progress=self.pool.last_progress, busy=busy):
                     self.notifier.watchdog()
                     stalled = False
@@ -267,7 +263,7 @@ class Service:
             if self.once and self._drained():
                 log.info("once_finished", **self.store.counts())
                 break
-            if self.once and self.gate.state == "paused":
+            if self.once and self.gate.state is GateState.PAUSED:
                 log.error("once_aborted", reason=self.gate.reason)
                 self.exit_code = 1
                 break
@@ -278,7 +274,7 @@ class Service:
         except StateError as exc:
             return f"state database error: {exc}"
         parts = [f"queue {queued}"]
-        if self.gate.state != "closed":
+        if self.gate.state is not GateState.CLOSED:
             parts.append(f"captioning {self.gate.state}: {self.gate.reason}")
         if self._last_outcome:
             parts.append(f"last: {self._last_outcome}")
@@ -327,9 +323,7 @@ class Service:
         self.debouncer.debounce = new.debounce
         self.debouncer.complete_timeout = new.complete_timeout
         self.debouncer.max_bytes = new.caption.max_image_bytes
-        self.gate.open_initial = max(new.caption.retry.backoff_max, 0.05)
-        self.gate.open_max = max(new.caption.pause_probe, new.caption.retry.backoff_max)
-        self.gate.pause_probe = new.caption.pause_probe
+        self.gate.tune(new.caption)
         self.gate.resume()
         try:
             self.store.skip_pending_of({c.name for c in new.cameras})

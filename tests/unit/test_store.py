@@ -223,7 +223,7 @@ def test_done_file_is_not_queued_again_unless_changed(store: Store) -> None:
     assert store.add_pending([image()]) == 0
     assert store.add_pending([image(mtime_ns=2_000_000_000)]) == 1
     assert store.add_pending([image(size=101)]) == 0  # now pending already
-    assert store.counts() == {"done": 1, "pending": 1, "alerts_pending": 0}
+    assert store.counts() == {"done": 1, "pending": 1, "alerts_pending": 0, "alerts_dead": 0}
 
 
 @pytest.mark.parametrize("state", ["failed", "skipped"])
@@ -379,7 +379,7 @@ def test_recover_with_two_rows_in_flight_for_one_file(store: Store) -> None:
     assert store.recover() == 1
     claim(store)
     assert store.claim() is None
-    assert store.counts() == {"captioning": 1, "skipped": 1, "alerts_pending": 0}
+    assert store.counts() == {"captioning": 1, "skipped": 1, "alerts_pending": 0, "alerts_dead": 0}
 
 
 def test_retry_failed(store: Store) -> None:
@@ -403,7 +403,7 @@ def test_retry_failed_leaves_a_file_that_is_queued_anyway(store: Store) -> None:
     store.finish(claim(store).id, "failed", "gave up")
     store.add_pending([image(size=5)])
     assert store.retry_failed() == 0
-    assert store.counts() == {"failed": 1, "pending": 1, "alerts_pending": 0}
+    assert store.counts() == {"failed": 1, "pending": 1, "alerts_pending": 0, "alerts_dead": 0}
 
 
 # -- cooldowns ------------------------------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_complete_records_caption_and_alerts_in_one_go(store: Store) -> None:
     )
     assert store.due_alerts("webhook", "ha")[0].event_id == candidate.event_id
     assert store.due_alerts("notify", "phones")[0].body == '{"title": "t"}'
-    assert store.counts() == {"done": 1, "alerts_pending": 3}
+    assert store.counts() == {"done": 1, "alerts_pending": 3, "alerts_dead": 0}
 
 
 # -- the outbox ----------------------------------------------------------------------------------
@@ -567,3 +567,20 @@ def test_a_name_that_is_not_utf8_is_stored_losslessly(state_dir: Path, clock: Cl
     assert set(store.known_files("front")) == {latin, utf8}
     claimed = [store.claim(), store.claim()]
     assert sorted(job.path for job in claimed if job) == sorted([latin, utf8])
+
+
+def test_dead_letters_are_kept_apart_and_retried_on_request(state_dir: Path, clock: Clock) -> None:
+    store = Store(state_dir, clock=clock)
+    store.add_pending([NewImage("front", "/x/a.jpg", "a.jpg", 1, 1, T0)])
+    job = store.claim()
+    assert job is not None
+    alert = AlertCandidate("e1", "r", "front", 0.0, [("webhook", "ops"), ("webhook", "b")], "{}")
+    store.complete(job.id, "ab", 1, 1, "cap", (1, 1, 2), [alert])
+    (ops,) = store.due_alerts("webhook", "ops")
+    store.dead_letter(ops.id, "HTTP 410 from webhook 'ops'")
+    assert store.due_alerts("webhook", "ops") == []
+    assert store.counts()["alerts_dead"] == 1 and store.counts()["alerts_pending"] == 1
+    assert store.retry_dead_letters("other") == 0
+    assert store.retry_dead_letters() == 1
+    (again,) = store.due_alerts("webhook", "ops")
+    assert (again.event_id, again.attempts) == ("e1", 0)

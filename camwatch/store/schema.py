@@ -1,0 +1,75 @@
+"""The state database's schema: one list of migrations, applied in order at open.
+
+`PRAGMA user_version` is the number of migrations applied; a database newer than this camwatch
+is refused rather than guessed at.
+"""
+
+SCHEMA_VERSION = 2
+
+_MIGRATIONS: list[list[str]] = [
+    # version 0 -> 1: the first schema
+    [
+        """CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            camera TEXT NOT NULL,
+            path TEXT NOT NULL,
+            relpath TEXT NOT NULL,
+            size INTEGER,
+            mtime_ns INTEGER,
+            sha256 TEXT,
+            state TEXT NOT NULL,
+            prio INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            caption TEXT,
+            tokens_input INTEGER,
+            tokens_output INTEGER,
+            tokens_total INTEGER,
+            detected_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            captioned_at REAL
+        )""",
+        # At most one queued row per file; a file re-written while being captioned queues again.
+        "CREATE UNIQUE INDEX images_one_pending ON images(camera, path) WHERE state = 'pending'",
+        "CREATE INDEX images_queue ON images(prio, id) WHERE state = 'pending'",
+        "CREATE INDEX images_path ON images(camera, path, state)",
+        "CREATE INDEX images_updated ON images(updated_at)",
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            image_id INTEGER,
+            rule TEXT NOT NULL,
+            camera TEXT NOT NULL,
+            target_kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            delivered_at REAL,
+            UNIQUE (event_id, target_kind, target)
+        )""",
+        "CREATE INDEX alerts_due ON alerts(target_kind, target, next_at) WHERE state = 'pending'",
+        "CREATE INDEX alerts_created ON alerts(created_at)",
+        """CREATE TABLE cooldowns (
+            rule TEXT NOT NULL,
+            camera TEXT NOT NULL,
+            last_at REAL NOT NULL,
+            PRIMARY KEY (rule, camera)
+        )""",
+    ],
+    # version 1 -> 2: silent cameras (issue 9)
+    [
+        # The latest image of a camera, found without reading all of its rows.
+        "CREATE INDEX images_camera_detected ON images(camera, detected_at)",
+        # A camera whose silence was announced: no second alert until it is back, across restarts.
+        """CREATE TABLE camera_silence (
+            camera TEXT PRIMARY KEY,
+            silent_since REAL NOT NULL,
+            event_id TEXT NOT NULL
+        )""",
+    ],
+]
