@@ -66,8 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from camwatch.config import resolve_api_key
+    from camwatch.folders import choose_mode, folder_problem
     from camwatch.rules import RuleSet
-    from camwatch.watcher import choose_mode, folder_problem
 
     config = _load(args.config)
     resolve_api_key(config.caption)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from camwatch.config import CameraConfig
 from camwatch.errors import StateError
 from camwatch.files import relative_candidate
+from camwatch.folders import walk_candidates
 from camwatch.log import get_logger
 from camwatch.store import FINAL_STATES, NewImage, Store
-from camwatch.watcher import walk_candidates
 
 log = get_logger(__name__)
 

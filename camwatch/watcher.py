@@ -18,7 +18,6 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from watchdog.observers.inotify import InotifyObserver
 
 from camwatch.config import CameraConfig
 from camwatch.files import relative_candidate
+from camwatch.folders import choose_mode, folder_problem, identity, walk_candidates
 from camwatch.log import get_logger
-from camwatch.mounts import is_mount_point, is_remote, mount_of
+from camwatch.mounts import is_mount_point, mount_of
 from camwatch.poller import TreePoller
 
 log = get_logger(__name__)
@@ -110,68 +110,6 @@ class CameraHandler(FileSystemEventHandler):
                 reason="inotify queue overflowed; scanning the folder again",
             )
             sinks.rescan(self.camera.name)
-
-
-def walk_candidates(top: str, recursive: bool = True) -> Iterable[str]:
-    """Given a folder, yield the paths of regular files below it, not following symbolic links
-    and not entering hidden folders."""
-    stack = [top]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if recursive:
-                                stack.append(entry.path)
-                        elif entry.is_file(follow_symlinks=False):
-                            yield entry.path
-                    except OSError:
-                        continue  # gone between the listing and the look
-        except OSError:
-            continue
-
-
-def folder_problem(path: str) -> str | None:
-    """Return why a camera folder cannot be watched now ("missing", "not a directory",
-    "permission denied", ...), or None if it can."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return exc.strerror.lower() if exc.strerror else str(exc)
-    if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
-    try:
-        with os.scandir(path) as entries:
-            next(entries, None)
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return exc.strerror.lower() if exc.strerror else str(exc)
-    return None
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def choose_mode(camera: CameraConfig) -> tuple[str, str]:
-    """Return (mode, fstype) for a camera: its configured mode, or for `auto`, poll on network
-    and FUSE filesystems and inotify elsewhere."""
-    mount = mount_of(str(camera.path))
-    fstype = mount.fstype if mount is not None else "unknown"
-    if camera.watch != "auto":
-        return camera.watch, fstype
-    return ("poll" if is_remote(fstype) else "inotify"), fstype
 
 
 class CameraWatch:
@@ -259,7 +197,7 @@ class CameraWatch:
             self._unwatch()
             self._report_unavailable(gone)
             return
-        if self._identity != _identity(self.root):
+        if self._identity != identity(self.root):
             # Deleted and created again, or a share mounted over it: the old watch sees nothing.
             self._unwatch()
             if self._try_watch():
@@ -293,7 +231,7 @@ class CameraWatch:
         self._mount_point = (
             mount.mount_point if mount is not None and mount.mount_point != "/" else None
         )
-        self._identity = _identity(self.root)
+        self._identity = identity(self.root)
         self._limit_hit = False
         try:
             if mode == "inotify":

@@ -13,7 +13,8 @@ import pytest
 
 from camwatch.config import CameraConfig
 from camwatch.debounce import Debouncer, ReadyFile
-from camwatch.watcher import Sinks, Watcher, walk_candidates
+from camwatch.folders import walk_candidates
+from camwatch.watcher import Sinks, Watcher
 
 pytestmark = [
     pytest.mark.usefixtures("no_thread_leaks"),
