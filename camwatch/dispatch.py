@@ -108,28 +108,19 @@ class TargetWorker:
     def _deliver(self, row: OutboxRow) -> float | None:
         """Try one alert. Return None if it is settled (delivered, dead or expired), else the
         wait before its next try."""
-        target = self.sender.name
+        alog = log.bind(
+            target=self.sender.name, event_id=row.event_id, rule=row.rule, camera=row.camera
+        )
         if self._clock() - row.created_at > self.delivery.max_age:
             self.store.expire(row.id, f"undelivered after max_age {self.delivery.max_age:g}s")
-            log.error(
-                "alert_expired",
-                target=target,
-                event_id=row.event_id,
-                rule=row.rule,
-                camera=row.camera,
-                attempts=row.attempts,
-            )
+            alog.error("alert_expired", attempts=row.attempts)
             return None
         try:
             self.sender.send(row.event_id, row.body)
         except DeliveryRefused as exc:
             self.store.dead_letter(row.id, str(exc))
-            log.error(
+            alog.error(
                 "alert_dead_lettered",
-                target=target,
-                event_id=row.event_id,
-                rule=row.rule,
-                camera=row.camera,
                 attempts=row.attempts + 1,
                 error=str(exc),
                 hint="fix the target, then `camwatch retry --alerts`",
@@ -141,18 +132,20 @@ class TargetWorker:
                 row.attempts + 1, delivery.backoff_initial, delivery.backoff_max, rng=self._rng
             )
             self.store.postpone(row.id, self._clock() + wait, str(exc))
-            log.warning(
+            alog.warning(
                 "alert_delivery_failed",
-                target=target,
-                event_id=row.event_id,
-                rule=row.rule,
-                camera=row.camera,
                 attempts=row.attempts + 1,
                 retry_in=round(wait, 3),
                 error=str(exc),
             )
             return wait
         self.store.delivered(row.id)
+        alog.info(
+            "alert_delivered",
+            kind=str(self.sender.kind),
+            attempts=row.attempts + 1,
+            outcome="delivered",
+        )
         self._on_delivered(row, self.sender)
         return None
 
@@ -160,7 +153,7 @@ class TargetWorker:
 class Dispatcher:
     """Runs one TargetWorker per configured target."""
 
-    def __init__(self, store: Store, on_delivered: OnDelivered) -> None:
+    def __init__(self, store: Store, on_delivered: OnDelivered = lambda row, sender: None) -> None:
         self.store = store
         self._on_delivered = on_delivered
         self._workers: dict[tuple[str, str], TargetWorker] = {}

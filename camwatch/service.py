@@ -28,9 +28,8 @@ from camwatch.pipeline import Outcome, Pipeline, Runtime
 from camwatch.rules import RuleSet
 from camwatch.scan import Scanner, scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
-from camwatch.senders import Sender
 from camwatch.silence import SilenceWatch
-from camwatch.store import ImageJob, OutboxRow, Store
+from camwatch.store import ImageJob, Store
 from camwatch.wakeup import Wakeup
 from camwatch.watcher import Sinks, Watcher
 from camwatch.workers import WorkerPool
@@ -115,18 +114,6 @@ class Service:
     def _retouch(self, camera: str, path: str, relpath: str) -> None:
         self.debouncer.touch(camera, path, relpath)
 
-    def _on_delivered(self, row: OutboxRow, sender: Sender) -> None:
-        log.info(
-            "alert_delivered",
-            camera=row.camera,
-            rule=row.rule,
-            event_id=row.event_id,
-            target=sender.name,
-            kind=str(sender.kind),
-            attempts=row.attempts + 1,
-            outcome="delivered",
-        )
-
     def _on_done(self, job: ImageJob, outcome: Outcome) -> None:
         self._last_outcome = f"{outcome} {job.camera}:{job.relpath}"
         if self.once:
@@ -197,7 +184,7 @@ class Service:
             on_done=self._on_done,
         )
         self.pool = WorkerPool(self.store, pipeline, self.stop)
-        self.dispatcher = Dispatcher(self.store, self._on_delivered)
+        self.dispatcher = Dispatcher(self.store)
         self.scanner = Scanner(self._scan)
         self.silence = SilenceWatch(self.store)
         self.watcher = Watcher(

@@ -1,9 +1,9 @@
 """Webhooks: signed JSON POSTed to a URL, with a short retry inside the call.
 
 The body was built once, when the alert was decided, and is sent byte for byte on every try with
-the same event id, so a receiver can verify it and drop duplicates. A 2xx answer is delivery; 404,
-410 and the other answers that say "this URL will never take this" are refused for good; anything
-else (a refused connection, a timeout, 5xx, 429) is tried again.
+the same event id, so a receiver can verify it and drop duplicates. A 2xx answer is delivery; 404
+and 410 (the URL is wrong or gone) are refused for good; anything else (a refused connection, a
+timeout, 5xx, 429, another 4xx) is tried again.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from camwatch.sessions import settle_environment
 
 USER_AGENT = f"camwatch/{__version__}"
 
-# Answers that will not change by trying again: the URL is wrong, gone, or refuses this body.
-REFUSED_STATUSES = frozenset({400, 404, 405, 410, 413, 415, 422})
+# Answers that say the URL itself is wrong or gone: trying again for a week would not help.
+# (Others, 400 and 422 included, are retried as the contract says: a receiver being redeployed
+# answers them for a while too.)
+REFUSED_STATUSES = frozenset({404, 410})
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,6 @@ class StandinCaptionAPI(LoopbackServer):
         self.default_caption = default_caption
         self.max_bytes = max_bytes
 
-    def __enter__(self) -> StandinCaptionAPI:
-        self.start()
-        return self
-
     # -- scripting -------------------------------------------------------------------------
 
     def fail_next(

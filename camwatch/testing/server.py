@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from camwatch.testing.answers import Answer, Script, error_answer, json_bytes
 from camwatch.testing.journal import Journal
@@ -199,8 +199,9 @@ class LoopbackServer:
             self._placeholder.close()
             self._placeholder = None
 
-    def __enter__(self) -> Any:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *_: object) -> None:
         self.stop()

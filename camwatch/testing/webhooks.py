@@ -58,10 +58,6 @@ class WebhookReceiver(LoopbackServer):
         super().__init__(host, port, latency)
         self.max_bytes = max_bytes
 
-    def __enter__(self) -> WebhookReceiver:
-        self.start()
-        return self
-
     def fail_next(
         self,
         count: int = 1,
