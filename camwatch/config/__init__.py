@@ -1,0 +1,55 @@
+"""YAML file -> validated, frozen settings; every problem reported with its field path.
+
+Loading happens in steps, each in its own module and each collecting every problem it finds
+before giving up, so that an operator fixes a file in one pass:
+
+    step                          what it does                              module
+    1. parse the YAML             file:line:column on a syntax error        load.py
+    2. interpolate                ${VAR} / ${VAR:-default} in every string  environment.py
+    3. validate with pydantic     one frozen model per section, with        models.py
+                                  extra="forbid" (a misspelt key is an
+                                  error, not an ignored setting)
+                                  durations, URLs, time ranges, days        values.py
+    4. check across sections      duplicate names, unknown references,      load.py
+                                  folders inside one another
+    -> Config
+
+`load_config(path)` runs the four steps on a file, `parse_config(data)` steps 2-4 on a tree
+already parsed. `resolve_api_key` (load.py) then finds the API key: in the file, in a file it
+names, or in a systemd credential.
+
+The names other modules use are re-exported here, so that they import from `camwatch.config`
+and not from the step that happens to define a name.
+"""
+
+from camwatch.config.load import DEFAULT_CONFIG_PATH, load_config, parse_config, resolve_api_key
+from camwatch.config.models import (
+    CameraConfig,
+    CaptionConfig,
+    Config,
+    DeliveryConfig,
+    MatchingConfig,
+    NotifyConfig,
+    RuleConfig,
+    WebhookConfig,
+)
+from camwatch.config.values import DAYS, parse_day, parse_duration, parse_time_range
+
+__all__ = [
+    "DAYS",
+    "DEFAULT_CONFIG_PATH",
+    "CameraConfig",
+    "CaptionConfig",
+    "Config",
+    "DeliveryConfig",
+    "MatchingConfig",
+    "NotifyConfig",
+    "RuleConfig",
+    "WebhookConfig",
+    "load_config",
+    "parse_config",
+    "parse_day",
+    "parse_duration",
+    "parse_time_range",
+    "resolve_api_key",
+]

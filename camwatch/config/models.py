@@ -1,0 +1,211 @@
+"""The settings as pydantic models: one frozen model per section, unknown keys forbidden.
+
+Each model checks what one section can check alone (ranges, formats, a field that another field
+of the same section requires); what needs several sections at once (names, references, paths)
+is checked after validation, in load.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from camwatch.config.values import Day, Duration, HttpUrl, TimeRange
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_Model):
+    attempts: int = Field(6, ge=1, le=100)
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 60.0
+    retry_after_max: Duration = 300.0
+
+
+class CaptionConfig(_Model):
+    base_url: HttpUrl = "https://security.memories.ai"
+    endpoint: str = "/v1/understand/uploadImg"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    user_prompt: str = "What's happening in this picture?"
+    system_prompt: str = "You are an image understanding system."
+    thinking: bool = False
+    upload: Literal["file", "url"] = "file"
+    public_url: str | None = None
+    timeout: Duration = 30.0
+    concurrency: int = Field(4, ge=1, le=256)
+    retry: RetryConfig = RetryConfig()
+    max_image_bytes: int = Field(20_000_000, ge=1)
+    pause_probe: Duration = 600.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _url_mode(self) -> CaptionConfig:
+        if self.upload == "url" and not self.public_url:
+            raise ValueError("public_url: required when upload is 'url'")
+        return self
+
+
+class CameraConfig(_Model):
+    name: str = Field(min_length=1)
+    path: Path
+    recursive: bool = True
+    user_prompt: str | None = None
+    system_prompt: str | None = None
+    thinking: bool | None = None
+    watch: Literal["auto", "inotify", "poll"] = "auto"
+    poll_interval: Duration = 2.0
+    expect_every: Duration | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: Path) -> Path:
+        # Resolved once, here: watchdog does not follow a symlinked folder (IN_DONT_FOLLOW), and
+        # "nothing outside the camera's path" is judged against the resolved path. A folder that
+        # is missing now (an unmounted share, a USB disk not yet there) is not an error: the
+        # daemon starts anyway and looks for it again (`camera_unavailable`).
+        resolved = Path(os.path.realpath(os.path.expanduser(value)))
+        if resolved.exists() and not resolved.is_dir():
+            raise ValueError(f"not a directory: {str(value)!r}")
+        return resolved
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 0.05:
+            raise ValueError(f"expected at least 50ms, got {value:g}s")
+        return value
+
+    @field_validator("expect_every")
+    @classmethod
+    def _expect(cls, value: float | None) -> float | None:
+        if value is not None and value < 1.0:
+            raise ValueError(f"expected at least 1s, got {value:g}s")
+        return value
+
+
+class RuleConfig(_Model):
+    name: str = Field(min_length=1)
+    any: list[str] = []
+    all: list[str] = []
+    none: list[str] = []
+    regex: str | None = None
+    cameras: list[str] | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    cooldown: Duration = 0.0
+    webhooks: list[str] | None = None
+    notify: list[str] | None = None
+    active: list[TimeRange] = []
+    days: list[Day] = []
+    skip_if: list[str] = []
+
+    @field_validator("any", "all", "none", "skip_if")
+    @classmethod
+    def _phrases(cls, value: list[str]) -> list[str]:
+        for phrase in value:
+            if not re.search(r"\w", phrase):
+                raise ValueError(f"a phrase needs at least one word, got {phrase!r}")
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RuleConfig:
+        if not (self.any or self.all or self.regex):
+            raise ValueError("a rule needs at least one of any, all or regex")
+        return self
+
+
+class MatchingConfig(_Model):
+    negations: list[str] = []
+    hedges: list[str] = []
+
+
+class WebhookConfig(_Model):
+    name: str = Field(min_length=1)
+    url: HttpUrl
+    secret: SecretStr | None = None
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+
+
+class NotifyConfig(_Model):
+    name: str = Field(min_length=1)
+    urls: list[SecretStr] = Field(min_length=1)
+    attach_image: bool = False
+    title: str = "{severity}: {rule} on {camera}"
+    body: str = "{caption}"
+
+
+class DeliveryConfig(_Model):
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 300.0
+    max_age: Duration = 7 * 86400.0
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] | None = None
+    file: Path | None = None  # with --daemon: where logs go (default state_dir/camwatch.log)
+    syslog: bool = False  # with --daemon: send logs to syslog instead of a file
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Config(_Model):
+    caption: CaptionConfig = CaptionConfig()
+    cameras: list[CameraConfig] = Field(min_length=1)
+    debounce: Duration = 2.0
+    complete_timeout: Duration = 600.0
+    after: Literal["keep", "delete", "move"] = "keep"
+    archive_dir: Path | None = None
+    state_dir: Path = Path("/var/lib/camwatch")
+    retention: Duration = 30 * 86400.0
+    timezone: str | None = None
+    matching: MatchingConfig = MatchingConfig()
+    rules: list[RuleConfig] = []
+    webhooks: list[WebhookConfig] = []
+    notify: list[NotifyConfig] = []
+    delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def camera(self, name: str) -> CameraConfig | None:
+        """Return the camera called `name`, or None."""
+        return next((c for c in self.cameras if c.name == name), None)
