@@ -31,7 +31,6 @@ import math
 import re
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +46,7 @@ from tenacity import (
 )
 
 from camwatch.backoff import backoff
-from camwatch.config import CameraConfig, CaptionConfig, Config
+from camwatch.config import CaptionConfig
 from camwatch.errors import (
     AuthError,
     CaptionAborted,
@@ -57,8 +56,8 @@ from camwatch.errors import (
     PermanentCaptionError,
     TransientCaptionError,
 )
-from camwatch.files import content_kind
 from camwatch.log import get_logger
+from camwatch.prompts import Prompts, mime_type, prompt_fields
 from camwatch.sessions import settle_environment
 
 log = get_logger(__name__)
@@ -76,15 +75,6 @@ CREDITS_CODES = frozenset({"0402", "402"})
 
 _MSG_MAX = 200  # server text quoted in an error message is cut to this many characters
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Prompts:
-    """What to ask about an image."""
-
-    user_prompt: str
-    system_prompt: str
-    thinking: bool
 
 
 @dataclass(frozen=True)
@@ -167,12 +157,12 @@ class CaptionClient:
         """Given an image's bytes, its file name and the prompts, upload it as multipart form
         data and return its caption. Raise a CaptionError subclass if there is none."""
         name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "image.jpg"
-        req = json.dumps(_prompt_fields(prompts), ensure_ascii=False).encode("utf-8")
+        req = json.dumps(prompt_fields(prompts), ensure_ascii=False).encode("utf-8")
         # Encoded once (the same urllib3 encoder requests would use), not again on every try.
         body, content_type = urllib3.encode_multipart_formdata(
             [
                 ("req", ("req.json", req, "application/json")),
-                ("file", (name, data, _mime_type(data, name))),
+                ("file", (name, data, mime_type(data, name))),
             ]
         )
         headers = {"Content-Type": content_type}
@@ -181,7 +171,7 @@ class CaptionClient:
     def caption_url(self, url: str, prompts: Prompts) -> CaptionResult:
         """Given a public URL of an image and the prompts, have the API fetch it and return its
         caption. Raise a CaptionError subclass if there is none."""
-        body = json.dumps({"url": url, **_prompt_fields(prompts)}, ensure_ascii=False)
+        body = json.dumps({"url": url, **prompt_fields(prompts)}, ensure_ascii=False)
         headers = {"Content-Type": "application/json"}
         return self._call(lambda: self._post(data=body.encode("utf-8"), headers=headers))
 
@@ -377,14 +367,6 @@ def _read_body(response: requests.Response, deadline: float) -> None:
     response._content = data
 
 
-def _prompt_fields(prompts: Prompts) -> dict[str, Any]:
-    return {
-        "user_prompt": prompts.user_prompt,
-        "system_prompt": prompts.system_prompt,
-        "thinking": bool(prompts.thinking),
-    }
-
-
 def _code(value: Any) -> str:
     """Given the answer's `code`, return it as a string for comparison (`0` -> "0")."""
     if isinstance(value, bool):
@@ -419,11 +401,6 @@ def _short_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _mime_type(data: bytes, name: str) -> str:
-    kind = content_kind(data)
-    return f"image/{kind}" if kind else content_type_for(name)
-
-
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Given a `Retry-After` header (seconds, or an HTTP date), return the seconds to wait (0 for
     a date in the past), or None if there is no usable value."""
@@ -446,37 +423,3 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     now = time.time() if now is None else now
     return max(when.timestamp() - now, 0.0)
-
-
-def content_type_for(filename: str) -> str:
-    """Given a file name, return `image/png` for `.png` (any case) and `image/jpeg` otherwise:
-    only JPEG and PNG files are ever captioned."""
-    return "image/png" if filename.lower().endswith(".png") else "image/jpeg"
-
-
-_PLACEHOLDER = re.compile(r"\{(camera|relpath|name)\}")
-
-
-def public_url_for(template: str, camera: str, relpath: str) -> str:
-    """Given `caption.public_url` (e.g. `https://cams.example.com/{camera}/{relpath}`), a camera
-    name and a file's path relative to the camera folder, return the file's public URL.
-    `{relpath}` is URL-encoded segment by segment with its slashes kept; `{camera}` and `{name}`
-    (the file name) are encoded whole. Other braces are left as they are."""
-    segments = [s for s in relpath.replace("\\", "/").split("/") if s not in ("", ".")]
-    values = {
-        "camera": urllib.parse.quote(camera, safe=""),
-        "relpath": "/".join(urllib.parse.quote(s, safe="") for s in segments),
-        "name": urllib.parse.quote(segments[-1] if segments else "", safe=""),
-    }
-    # One pass, so a value that looks like a placeholder is never expanded again.
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
-
-
-def prompts_for(config: Config, camera: CameraConfig) -> Prompts:
-    """Return the prompts for a camera: its own overrides, else the caption section's."""
-    caption = config.caption
-    return Prompts(
-        user_prompt=camera.user_prompt or caption.user_prompt,
-        system_prompt=camera.system_prompt or caption.system_prompt,
-        thinking=caption.thinking if camera.thinking is None else camera.thinking,
-    )

@@ -112,9 +112,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from camwatch.caption import CaptionClient, prompts_for
+    from camwatch.caption import CaptionClient
     from camwatch.config import resolve_api_key
     from camwatch.files import is_complete_image
+    from camwatch.prompts import prompts_for
 
     config = _load(args.config)
     configure(config.log.level, config.log.format)

@@ -26,7 +26,7 @@ from typing import Any
 
 from camwatch.alerts import alert_candidates
 from camwatch.archive import finish_file
-from camwatch.caption import CaptionClient, CaptionResult, prompts_for, public_url_for
+from camwatch.caption import CaptionClient, CaptionResult
 from camwatch.config import CameraConfig, Config
 from camwatch.errors import (
     CaptionAborted,
@@ -38,6 +38,7 @@ from camwatch.errors import (
 from camwatch.files import Snapshot, is_complete_image, printable_path, read_snapshot
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger
+from camwatch.prompts import prompts_for, public_url_for
 from camwatch.rules import RuleDecision, RuleSet
 from camwatch.store import AlertCandidate, ImageJob, ImageState, Store
 

@@ -1,7 +1,8 @@
 """Schedules: whether a rule's `active` ranges and `days` are in force at a wall-clock time.
 
 The day names are `camwatch.config.DAYS`, the ones the config's `days` are parsed with: one
-definition, kept in config.py because config.py cannot import this package (which imports it).
+definition, kept in camwatch/config/values.py because the config cannot import this package
+(which imports the config).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from camwatch.caption import CaptionClient, Prompts
+from camwatch.caption import CaptionClient
 from camwatch.config import CaptionConfig
 from camwatch.errors import TransientCaptionError
+from camwatch.prompts import Prompts
 from camwatch.testing import sample_images
 
 

@@ -19,14 +19,7 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from camwatch.caption import (
-    CaptionClient,
-    CaptionResult,
-    Prompts,
-    content_type_for,
-    parse_retry_after,
-    public_url_for,
-)
+from camwatch.caption import CaptionClient, CaptionResult, parse_retry_after
 from camwatch.config import CaptionConfig
 from camwatch.errors import (
     AuthError,
@@ -37,6 +30,7 @@ from camwatch.errors import (
     PermanentCaptionError,
     TransientCaptionError,
 )
+from camwatch.prompts import Prompts, content_type_for, public_url_for
 from camwatch.testing import StandinCaptionAPI, jpeg_with_caption, sample_images
 
 pytestmark = pytest.mark.usefixtures("no_thread_leaks")
