@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from camwatch.errors import StateError
 from camwatch.files import check_complete
@@ -52,6 +53,10 @@ class _Entry:
     sig_since: float = 0.0
     settled: bool = field(default=False)
     closed: bool = False  # the writer closed it or renamed it into place: no quiet period
+
+
+def _skipped(event: str, camera: str, path: str, reason: str, **more: Any) -> None:
+    log.warning(event, camera=camera, path=path, outcome="skipped", reason=reason, **more)
 
 
 class Debouncer:
@@ -199,14 +204,7 @@ class Debouncer:
                     self._hand_over([item])
                 return
             item = ready[0]
-            log.warning(
-                "file_skipped",
-                camera=item.camera,
-                path=item.path,
-                outcome="skipped",
-                reason="cannot be queued",
-                exc_info=True,
-            )
+            _skipped("file_skipped", item.camera, item.path, "cannot be queued", exc_info=True)
             return
         for item in ready:
             self._recent[item.path] = (item.size, item.mtime_ns)
@@ -248,13 +246,7 @@ class Debouncer:
         except PermissionError:
             # Said now, not as "incomplete" after complete_timeout; a change (chmod included)
             # brings it back through the watcher.
-            log.warning(
-                "file_unreadable",
-                camera=entry.camera,
-                path=entry.path,
-                outcome="skipped",
-                reason="permission denied",
-            )
+            _skipped("file_unreadable", entry.camera, entry.path, "permission denied")
             self.forget(entry.path)
             return None
         if complete:
@@ -269,13 +261,8 @@ class Debouncer:
                 entry.camera, entry.path, entry.relpath, sig[0], sig[1], entry.detected_at
             )
         if now - entry.changed_at >= self.complete_timeout:
-            log.warning(
-                "file_incomplete_skipped",
-                camera=entry.camera,
-                path=entry.path,
-                outcome="skipped",
-                reason=f"not a complete JPEG/PNG {self.complete_timeout:g}s after its last change",
-            )
+            reason = f"not a complete JPEG/PNG {self.complete_timeout:g}s after its last change"
+            _skipped("file_incomplete_skipped", entry.camera, entry.path, reason)
             self.forget(entry.path)
             return None
         if entry.closed:
