@@ -37,7 +37,6 @@ from typing import Any
 import requests
 import requests.auth
 import urllib3
-from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -58,7 +57,7 @@ from camwatch.errors import (
 )
 from camwatch.log import get_logger
 from camwatch.prompts import Prompts, mime_type, prompt_fields
-from camwatch.sessions import settle_environment
+from camwatch.sessions import answer_deadline, deadline_session, settle_environment
 
 log = get_logger(__name__)
 
@@ -137,12 +136,7 @@ class CaptionClient:
         self._url = config.base_url + config.endpoint
         self._own_session = session is None
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=1, pool_maxsize=config.concurrency, max_retries=0
-            )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = deadline_session(pool_maxsize=config.concurrency)
             # The key is sent explicitly (_KeyAuth): never let ~/.netrc stand in for it.
             settle_environment(session, self._url, netrc=False)
         self._session = session
@@ -241,17 +235,20 @@ class CaptionClient:
     def _post(self, **kwargs: Any) -> CaptionResult:
         headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
         try:
-            response = self._session.post(
-                self._url,
-                headers=headers,
-                auth=self._auth,  # also keeps a ~/.netrc entry from replacing the key
-                timeout=self.config.timeout,
-                allow_redirects=False,  # a redirect would resend the key somewhere else
-                stream=True,  # the body is read below, against a deadline
-                **kwargs,
-            )
-            with response:
-                _read_body(response, time.monotonic() + self.config.timeout)
+            # The whole answer, headers included, within caption.timeout: a server trickling
+            # bytes cannot hold a worker (each read alone is bounded by the same timeout).
+            with answer_deadline(self.config.timeout):
+                response = self._session.post(
+                    self._url,
+                    headers=headers,
+                    auth=self._auth,  # also keeps a ~/.netrc entry from replacing the key
+                    timeout=self.config.timeout,
+                    allow_redirects=False,  # a redirect would resend the key somewhere else
+                    stream=True,  # the body is read below, against the same deadline
+                    **kwargs,
+                )
+                with response:
+                    _read_body(response, time.monotonic() + self.config.timeout)
         except requests.Timeout as exc:
             error = TransientCaptionError(f"caption API timed out after {self.config.timeout:g}s")
             error.__cause__ = exc

@@ -1,8 +1,19 @@
-"""HTTP sessions for a long-running daemon: what requests reads from the environment, read once."""
+"""HTTP sessions for a long-running daemon: what requests reads from the environment, read once,
+and a deadline for a whole answer."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 
 def settle_environment(session: requests.Session, url: str, netrc: bool = True) -> None:
@@ -17,3 +28,105 @@ def settle_environment(session: requests.Session, url: str, netrc: bool = True) 
     session.verify = settings["verify"]
     if netrc_auth:
         session.auth = netrc_auth
+
+
+# -- a deadline for a whole answer, headers included ------------------------------------------
+#
+# requests' timeout bounds each socket read, not the answer: a server that sends its status line
+# and headers a byte at a time, each within the timeout, holds the caller for ever. Sessions made
+# by `deadline_session` read through sockets that give up once the deadline set by
+# `answer_deadline` has passed, whatever the server trickles.
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def answer_deadline(seconds: float) -> Iterator[None]:
+    """Within the block, every read of a `deadline_session` socket on this thread fails with a
+    timeout once `seconds` have passed since the block began."""
+    _local.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.at = None
+
+
+class _DeadlineSocket:
+    """A connected socket (plain or TLS) whose reads honour the thread's answer deadline."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._base: float | None = sock.gettimeout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def settimeout(self, value: float | None) -> None:
+        self._base = value
+        self._sock.settimeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._base
+
+    def _arm(self) -> None:
+        at = getattr(_local, "at", None)
+        if at is None:
+            return
+        left = at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not arrive in time")
+        self._sock.settimeout(left if self._base is None else min(left, self._base))
+
+    def recv(self, *args: Any) -> bytes:
+        self._arm()
+        return self._sock.recv(*args)
+
+    def recv_into(self, *args: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(*args)
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **_: Any) -> Any:
+        # What socket.makefile does, over this object, so http.client's reads come through here.
+        self._sock._io_refs += 1
+        raw = socket.SocketIO(self, mode)  # type: ignore[arg-type]
+        if "b" not in mode or buffering == 0:
+            return raw
+        size = io.DEFAULT_BUFFER_SIZE if buffering is None or buffering < 0 else buffering
+        return io.BufferedReader(raw, size) if "r" in mode else io.BufferedWriter(raw, size)
+
+
+class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock)
+
+
+class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock)
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }
+
+
+def deadline_session(pool_maxsize: int) -> requests.Session:
+    """Return a session whose answers can be bounded as a whole with `answer_deadline`."""
+    session = requests.Session()
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _DeadlineAdapter(pool_maxsize=pool_maxsize))
+    return session

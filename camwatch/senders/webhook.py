@@ -8,23 +8,27 @@ timeout, 5xx, 429, another 4xx) is tried again.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import hmac
 import random
 import threading
+import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
 
 from camwatch import __version__
 from camwatch.backoff import backoff
 from camwatch.config import Config, WebhookConfig
 from camwatch.errors import DeliveryFailed, DeliveryRefused
 from camwatch.senders import Sender, TargetKind
-from camwatch.sessions import settle_environment
+from camwatch.sessions import answer_deadline, deadline_session, settle_environment
 
 USER_AGENT = f"camwatch/{__version__}"
 
@@ -32,6 +36,7 @@ USER_AGENT = f"camwatch/{__version__}"
 # (Others, 400 and 422 included, are retried as the contract says: a receiver being redeployed
 # answers them for a while too.)
 REFUSED_STATUSES = frozenset({404, 410})
+_ANSWER_MAX = 64 * 1024  # what is read of a webhook's answer at most
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,49 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_headers(event_id: str, body: bytes, hook: WebhookConfig) -> dict[str, str]:
-    """Return the headers of one webhook POST."""
+def standard_key(secret: str) -> bytes:
+    """Return the Standard Webhooks signing key of a secret: the base64 decoding of what follows
+    `whsec_`, else the secret's UTF-8 bytes (so one secret works with any of their libraries)."""
+    if secret.startswith("whsec_"):
+        with contextlib.suppress(binascii.Error, ValueError):
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    return secret.encode()
+
+
+def standard_signature(event_id: str, timestamp: int, body: bytes, secret: str) -> str:
+    """Return the `webhook-signature` value: `v1,` and the base64 HMAC-SHA256 of
+    `{id}.{timestamp}.{body}`."""
+    signed = f"{event_id}.{timestamp}.".encode() + body
+    digest = hmac.new(standard_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def webhook_headers(
+    event_id: str, body: bytes, hook: WebhookConfig, now: float | None = None
+) -> dict[str, str]:
+    """Return the headers of one webhook attempt: the same on every retry but for the Standard
+    Webhooks timestamp and signature, made fresh for each attempt (a receiver rejects replays
+    older than its tolerance)."""
     headers = {"User-Agent": USER_AGENT, **hook.headers}
     headers["Content-Type"] = "application/json"
     headers["X-Camwatch-Event-Id"] = event_id
     if hook.secret is not None and hook.secret.get_secret_value():
-        headers["X-Camwatch-Signature"] = sign(body, hook.secret.get_secret_value())
+        secret = hook.secret.get_secret_value()
+        timestamp = int(time.time() if now is None else now)
+        headers["X-Camwatch-Signature"] = sign(body, secret)
+        headers["webhook-id"] = event_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = standard_signature(event_id, timestamp, body, secret)
     return headers
+
+
+def _where(location: str) -> str:
+    """Return a redirect's target as scheme://host:port only: its path and query may hold a
+    token, and it is logged."""
+    parts = urllib.parse.urlsplit(location)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else "a relative location"
 
 
 def post_webhook(
@@ -68,22 +108,40 @@ def post_webhook(
 ) -> int:
     """POST one alert to a webhook, retrying quickly (tenacity, backoff with jitter) on answers
     that may pass and on connection errors. Return the HTTP status. Raise DeliveryFailed, or
-    DeliveryRefused for an answer that will not change."""
+    DeliveryRefused for an answer that will not change. Never follows a redirect (it would
+    carry the body, the signature and the custom headers to another host, or turn the POST
+    into a GET whose 2xx would count as delivery), and reads at most a few kB of the answer
+    within `timeout`, so a receiver that drips or floods cannot hold the target's thread."""
     raw = body.encode()
-    headers = webhook_headers(event_id, raw, hook)
 
     def attempt() -> int:
+        headers = webhook_headers(event_id, raw, hook)
         try:
-            response = session.post(hook.url, data=raw, headers=headers, timeout=hook.timeout)
+            with answer_deadline(hook.timeout):
+                response = session.post(
+                    hook.url,
+                    data=raw,
+                    headers=headers,
+                    timeout=hook.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with response:
+                    status = response.status_code
+                    location = response.headers.get("Location", "")
+                    _drain(response)
         except requests.RequestException as exc:
             raise DeliveryFailed(f"{type(exc).__name__} reaching webhook {hook.name!r}") from None
-        with response:
-            status = response.status_code
-            if 200 <= status < 300:
-                return status
-            if status in REFUSED_STATUSES:
-                raise DeliveryRefused(f"HTTP {status} from webhook {hook.name!r}")
-            raise DeliveryFailed(f"HTTP {status} from webhook {hook.name!r}")
+        if 200 <= status < 300:
+            return status
+        if status in REFUSED_STATUSES:
+            raise DeliveryRefused(f"HTTP {status} from webhook {hook.name!r}")
+        if 300 <= status < 400:
+            raise DeliveryFailed(
+                f"HTTP {status} from webhook {hook.name!r}: a redirect to {_where(location)},"
+                " not followed (set the webhook's url to where it points)"
+            )
+        raise DeliveryFailed(f"HTTP {status} from webhook {hook.name!r}")
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(DeliveryFailed),
@@ -93,6 +151,17 @@ def post_webhook(
         reraise=True,
     )
     return int(retrying(attempt))
+
+
+def _drain(response: requests.Response) -> None:
+    """Read at most _ANSWER_MAX bytes of an answer (its body means nothing to us, but reading a
+    small one lets the connection be reused); a larger one closes the connection instead."""
+    read = 0
+    for chunk in response.iter_content(4096):
+        read += len(chunk)
+        if read > _ANSWER_MAX:
+            response.close()
+            return
 
 
 def _quick_wait(quick: QuickRetry) -> Any:
@@ -123,9 +192,7 @@ class WebhookSender:
         self._hook = hook
         self._quick = quick
         self._stop = stop
-        self._session = requests.Session()
-        self._session.mount("http://", HTTPAdapter(pool_maxsize=2))
-        self._session.mount("https://", HTTPAdapter(pool_maxsize=2))
+        self._session = deadline_session(pool_maxsize=2)
         settle_environment(self._session, hook.url)
 
     def send(self, event_id: str, stored: str) -> None:

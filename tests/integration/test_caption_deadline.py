@@ -17,10 +17,12 @@ from camwatch.testing import sample_images
 
 
 class Trickler:
-    """Answers every request with headers, then one body byte every `pace` seconds."""
+    """Answers every request with headers, then one body byte every `pace` seconds; with
+    `headers_too`, the status line and headers themselves come a byte at a time."""
 
-    def __init__(self, pace: float = 0.1) -> None:
+    def __init__(self, pace: float = 0.1, headers_too: bool = False) -> None:
         self.pace = pace
+        self.headers_too = headers_too
         self.stop = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -46,10 +48,18 @@ class Trickler:
             conn.settimeout(1.0)
             try:
                 conn.recv(1 << 20)
-                conn.sendall(
+                head = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n"
+                    b"Content-Length: 100000\r\n"
                 )
+                if self.headers_too:
+                    # A header line that never ends, each byte well within the read timeout.
+                    head += b"X-Drip: " + b"a" * 100_000
+                for byte in range(len(head)) if self.headers_too else ():
+                    if self.stop.wait(self.pace):
+                        return
+                    conn.sendall(head[byte : byte + 1])
+                conn.sendall(head + b"\r\n")
                 for _ in range(100_000):
                     if self.stop.wait(self.pace):
                         return
@@ -85,3 +95,24 @@ def test_a_trickled_answer_times_out_as_a_transient_error(trickler: Trickler) ->
     # Two tries of at most timeout each (plus a little): not the 10,000 s the trickle would take.
     assert time.monotonic() - started < 10
     assert trickler.accepted == 2
+
+
+@pytest.fixture
+def header_trickler() -> Iterator[Trickler]:
+    server = Trickler(headers_too=True)
+    yield server
+    server.close()
+
+
+def test_trickled_headers_time_out_too(header_trickler: Trickler) -> None:
+    config = CaptionConfig(
+        base_url=f"http://127.0.0.1:{header_trickler.port}",
+        timeout=0.6,
+        retry={"attempts": 1, "backoff_initial": 0.01, "backoff_max": 0.02},
+    )
+    _, data, _ = sample_images()[0]
+    started = time.monotonic()
+    with CaptionClient(config, "key-for-tests") as client, pytest.raises(TransientCaptionError):
+        client.caption_file(data, "a.jpg", Prompts("u", "s", False))
+    # The status line and headers never end: only a deadline on the whole answer stops it.
+    assert time.monotonic() - started < 10

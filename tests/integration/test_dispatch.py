@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from camwatch.alerts import Alert, alert_body, new_event_id
 from camwatch.config import Config, parse_config
 from camwatch.dispatch import Dispatcher
 from camwatch.senders import Sender
+from camwatch.senders.webhook import post_webhook
+from camwatch.sessions import deadline_session
 from camwatch.store import AlertCandidate, NewImage, OutboxRow, Store
 from camwatch.testing import WebhookReceiver
 
@@ -441,3 +444,47 @@ def test_one_failing_alert_does_not_hold_back_the_alerts_behind_it(
     dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}, backoff_initial="30s"))
     poll(lambda: delivered.event_ids() == behind, timeout=10, message="the alerts behind it")
     assert first not in delivered.event_ids()
+
+
+def test_a_redirect_is_never_followed(
+    receivers: Callable[..., WebhookReceiver],
+    open_store: Callable[[], Store],
+    dispatchers: Callable[[Store, Delivered], Dispatcher],
+    cams: Path,
+    poll: Poll,
+) -> None:
+    elsewhere = receivers()
+    receiver = receivers()
+    # A 307 would re-POST the body, signature and headers to another host; a 302 would turn the
+    # POST into a GET whose 2xx counted as delivered.
+    target = f"http://127.0.0.1:{elsewhere.port}/collect?token=t0ps3cret"
+    for status in (307, 302, 302):
+        receiver.fail_next(1, status, headers={"Location": target})
+    store = open_store()
+    event_id, _ = queue_alert(store)
+    delivered = Delivered()
+    with capture_logs() as logs:
+        dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
+        poll(lambda: events(logs, "alert_delivery_failed"), message="the refused redirects")
+    assert elsewhere.received == []
+    (failed,) = events(logs, "alert_delivery_failed")
+    assert f"a redirect to http://127.0.0.1:{elsewhere.port}, not followed" in failed["error"]
+    assert "t0ps3cret" not in str(logs)
+    poll(lambda: delivered.event_ids() == [event_id], message="delivery to the webhook itself")
+
+
+def test_a_huge_answer_is_not_read_whole(
+    receivers: Callable[..., WebhookReceiver], cams: Path
+) -> None:
+    receiver = receivers()
+    receiver.fail_next(1, 200, body=b"x" * (20 << 20))  # a 20 MB answer to a webhook POST
+    hook = config(cams, {"ops": receiver.port}).webhooks[0]
+    with deadline_session(pool_maxsize=1) as session:
+        tracemalloc.start()
+        try:
+            status = post_webhook(session, hook, "e1", "{}", threading.Event())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert status == 200
+    assert peak < 2 << 20  # a few kB read, not 20 MB

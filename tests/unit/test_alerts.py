@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -100,14 +101,46 @@ def _hook(**kw: object) -> WebhookConfig:
 
 def test_webhook_headers_with_a_secret() -> None:
     body = b'{"id": "e1"}'
-    hook = _hook(secret="s3cret", headers={"X-Team": "night-shift"})
-    assert webhook_headers("e1", body, hook) == {
+    hook = _hook(secret="s3cret-long-enough-for-tests", headers={"X-Team": "night-shift"})
+    headers = webhook_headers("e1", body, hook, now=1795435204.9)
+    assert headers == {
         "User-Agent": f"camwatch/{__version__}",
         "X-Team": "night-shift",
         "Content-Type": "application/json",
         "X-Camwatch-Event-Id": "e1",
-        "X-Camwatch-Signature": sign(body, "s3cret"),
+        "X-Camwatch-Signature": sign(body, "s3cret-long-enough-for-tests"),
+        "webhook-id": "e1",
+        "webhook-timestamp": "1795435204",
+        "webhook-signature": headers["webhook-signature"],
     }
+    assert headers["webhook-signature"].startswith("v1,")
+
+
+@pytest.mark.parametrize(
+    "secret", ["s3cret-long-enough-for-tests", "whsec_" + base64.b64encode(b"k" * 24).decode()]
+)
+def test_standard_webhooks_signatures_verify_with_their_library(secret: str) -> None:
+    from standardwebhooks import Webhook
+
+    body = b'{"id": "e9", "caption": "caf\xc3\xa9"}'
+    headers = webhook_headers("e9", body, _hook(secret=secret))
+    # The library base64-decodes its secret (after `whsec_`, if present); our key for a plain
+    # secret is its UTF-8 bytes, so a receiver with a plain secret hands it base64-encoded.
+    key = secret if secret.startswith("whsec_") else base64.b64encode(secret.encode()).decode()
+    assert Webhook(key).verify(body, headers) == json.loads(body)
+    tampered = body.replace(b"e9", b"e8")
+    with pytest.raises(Exception, match=r"(?i)signature"):
+        Webhook(key).verify(tampered, headers)
+
+
+def test_each_attempt_signs_its_own_timestamp() -> None:
+    hook = _hook(secret="s3cret-long-enough-for-tests")
+    first = webhook_headers("e1", b"{}", hook, now=1000.0)
+    later = webhook_headers("e1", b"{}", hook, now=1300.0)
+    assert first["webhook-timestamp"] != later["webhook-timestamp"]
+    assert first["webhook-signature"] != later["webhook-signature"]
+    same = ("X-Camwatch-Signature", "X-Camwatch-Event-Id", "webhook-id")
+    assert all(first[name] == later[name] for name in same)
 
 
 def test_webhook_headers_without_a_secret_are_unsigned() -> None:
