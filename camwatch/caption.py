@@ -203,7 +203,17 @@ class CaptionClient:
     def _attempt(self, send: Any) -> CaptionResult:
         if self._stop.is_set():
             raise CaptionAborted("shutdown requested before the caption request")
-        return send()
+        try:
+            return send()
+        except (CaptionError, _Retry):
+            raise
+        except Exception as exc:
+            # Whatever else a hostile or broken answer (or a bad CA bundle) makes the libraries
+            # raise - a RecursionError from deeply nested JSON, an OSError - is a failed try like
+            # any other: retried, then transient, never an escape that would wedge the gate.
+            error = TransientCaptionError(f"unexpected failure ({type(exc).__name__})")
+            error.__cause__ = exc
+            raise _Retry(error) from None
 
     def _wait(self, state: RetryCallState) -> float:
         """Return how long to wait before the next try: the server's Retry-After if it gave

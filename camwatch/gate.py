@@ -20,6 +20,8 @@ from camwatch.log import get_logger
 
 log = get_logger(__name__)
 
+OPEN_MAX_S = 30.0  # the longest wait between probes during an outage
+
 
 class GateState(StrEnum):
     """Whether workers may call the caption API."""
@@ -59,9 +61,11 @@ class CaptionGate:
 
     def tune(self, caption: CaptionConfig) -> None:
         """Take the periods of a (new) caption configuration: an outage opens the gate for
-        `retry.backoff_max`, doubling up to `pause_probe`; a pause probes every `pause_probe`."""
-        self.open_initial = max(caption.retry.backoff_max, 0.05)
-        self.open_max = max(caption.pause_probe, caption.retry.backoff_max)
+        `retry.backoff_max`, doubling, but never more than OPEN_MAX_S between probes (so an
+        outage of N seconds delays captions by at most about N + 30 s); a pause probes every
+        `pause_probe`."""
+        self.open_max = min(max(caption.pause_probe, caption.retry.backoff_max), OPEN_MAX_S)
+        self.open_initial = min(max(caption.retry.backoff_max, 0.05), self.open_max)
         self.pause_probe = caption.pause_probe
 
     def acquire(self, stop: threading.Event) -> bool | None:
@@ -80,15 +84,18 @@ class CaptionGate:
                 self._cond.wait(min(max(wait, 0.01), 1.0))
             return None
 
-    def succeeded(self, probe: bool) -> None:
-        """Record a caption that came back: the API works."""
+    def succeeded(self, probe: bool) -> bool:
+        """Record a caption that came back: the API works. Return whether that ended an
+        outage or a pause (the images waiting for it are due now)."""
         with self._cond:
-            if self.state != GateState.CLOSED:
+            recovered = self.state != GateState.CLOSED
+            if recovered:
                 log.info("captioning_resumed", after=self.reason)
             self.state, self.reason, self._trips = GateState.CLOSED, None, 0
             if probe:
                 self._probing = False
             self._cond.notify_all()
+            return recovered
 
     def released(self, probe: bool) -> None:
         """Record that a probe ended without an answer either way (shutdown, unreadable file)."""

@@ -158,6 +158,7 @@ class Pipeline:
         on_alerts: Callable[[], None],
         on_done: Callable[[ImageJob, Outcome], None] = lambda job, outcome: None,
         clock: Callable[[], float] = time.time,
+        on_recovered: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.gate = gate
@@ -166,6 +167,7 @@ class Pipeline:
         self._retouch = retouch
         self._on_alerts = on_alerts
         self._on_done = on_done
+        self._on_recovered = on_recovered
         self._clock = clock
         self.last_caption = ""
         self.last_error = ""
@@ -269,17 +271,38 @@ class Pipeline:
             fields = {"wait_s": period}
             return Verdict(Outcome.REQUEUED, str(exc), facts, due, not probe, fields=fields)
         except PermanentCaptionError as exc:
-            self.gate.succeeded(probe)  # the API answered: it is up, this image is the problem
+            self._succeeded(probe)  # the API answered: it is up, this image is the problem
             return Verdict(Outcome.FAILED, str(exc), facts)
-        self.gate.succeeded(probe)
+        except Exception as exc:
+            # Not a caption error (the client turns those into transient ones): still an outage
+            # for the gate, so a probe is always released and captioning never wedges.
+            log.exception("caption_unexpected_error", camera=job.camera, path=job.path)
+            reason = f"unexpected error ({type(exc).__name__})"
+            period = self.gate.outage(reason, None, probe)
+            due = self._clock() + period
+            fields = {"wait_s": period}
+            return Verdict(Outcome.REQUEUED, reason, facts, due, not probe, fields=fields)
+        self._succeeded(probe)
         return rt, result, round((time.monotonic() - started) * 1000, 1)
+
+    def _succeeded(self, probe: bool) -> None:
+        if self.gate.succeeded(probe):
+            # The outage is over: what waited for it is due now, not after its own backoff.
+            self.store.due_now()
+            self._on_recovered()
 
     def record(
         self, job: ImageJob, rt: Runtime, facts: Facts, result: CaptionResult, latency_ms: float
     ) -> Verdict:
         """Match the rules and build the alerts; return the CAPTIONED verdict."""
         assert facts.sha256 is not None
-        decisions = rt.rules.matching(result.text, job.camera)
+        try:
+            decisions = rt.rules.matching(result.text, job.camera)
+        except Exception as exc:
+            # The caption came from outside: whatever it made the matcher do, this image is
+            # failed with the reason, not requeued and paid for again at every round.
+            log.exception("rules_failed", camera=job.camera, path=job.path)
+            return Verdict(Outcome.FAILED, f"rule matching failed ({type(exc).__name__})", facts)
         alerts = alert_candidates(
             rt.config,
             decisions,

@@ -47,6 +47,10 @@ def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
         values.append(config.caption.api_key.get_secret_value())
     values += [w.secret.get_secret_value() for w in config.webhooks if w.secret is not None]
     values += [u.get_secret_value() for n in config.notify for u in n.urls]
+    # A webhook URL often is a token (Home Assistant's /api/webhook/<id>, Slack, Discord), and
+    # so are custom header values (Authorization: Bearer ...).
+    values += [w.url for w in config.webhooks]
+    values += [value for w in config.webhooks for value in w.headers.values()]
     return values
 
 
@@ -182,6 +186,7 @@ class Service:
             self._retouch,
             on_alerts=lambda: self.dispatcher.wake(),
             on_done=self._on_done,
+            on_recovered=lambda: self.pool.wake(),
         )
         self.pool = WorkerPool(self.store, pipeline, self.stop)
         self.dispatcher = Dispatcher(self.store)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from camwatch.errors import StateError
 from camwatch.log import get_logger
-from camwatch.pipeline import Outcome, Pipeline
-from camwatch.store import Store
+from camwatch.pipeline import MAX_ROUNDS, Outcome, Pipeline
+from camwatch.store import ImageState, Store
 
 log = get_logger(__name__)
 
@@ -118,12 +118,23 @@ class WorkerPool:
             with contextlib.suppress(StateError):
                 self.store.release(job.id, self._clock(), str(exc), charge=False)
             return Outcome.SAVED
-        except Exception:
+        except Exception as exc:
             log.exception("job_failed", camera=job.camera, path=job.path)
+            reason = f"internal error ({type(exc).__name__})"
             with contextlib.suppress(StateError):
-                self.store.release(
-                    job.id, self._clock() + _INTERNAL_ERROR_RETRY_S, "internal error", charge=True
-                )
+                due = self._clock() + _INTERNAL_ERROR_RETRY_S
+                if self.store.release(job.id, due, reason, charge=True) >= MAX_ROUNDS:
+                    # The same image keeps failing the same way: give up on it, with the reason,
+                    # rather than pay for it again at every round (`camwatch retry` brings it back).
+                    self.store.finish(job.id, ImageState.FAILED, f"gave up: {reason}")
+                    log.error(
+                        "image_failed",
+                        camera=job.camera,
+                        path=job.path,
+                        outcome="failed",
+                        reason=f"gave up after {MAX_ROUNDS} rounds: {reason}",
+                    )
+                    return Outcome.FAILED
             return Outcome.REQUEUED
         finally:
             with self._cond:

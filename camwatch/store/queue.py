@@ -156,6 +156,17 @@ class Queue(Database):
                 decided.append((alert, True))
         return decided
 
+    def due_now(self) -> int:
+        """Make every queued image due now: the API is back, and the images requeued during
+        the outage, each with its own growing wait, should not wait any longer. Return how
+        many were waiting."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE images SET next_at = 0 WHERE state = 'pending' AND next_at > ?",
+                (self._clock(),),
+            )
+            return cur.rowcount
+
     def recover(self) -> int:
         """At start: put images left captioning by a crash back in the queue. Return how many."""
         with self._tx() as db:

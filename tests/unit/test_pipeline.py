@@ -684,3 +684,58 @@ def test_saved_when_stopping_before_the_gate(rig: Rig, make_image: Callable[...,
     )
     assert rig.adapter.requests == []
     assert rig.gate.state is GateState.CLOSED
+
+
+# -- recovering from an outage -----------------------------------------------------------------
+
+
+def test_a_successful_probe_makes_every_waiting_image_due_now(
+    rig: Rig, make_image: Callable[..., bytes]
+) -> None:
+    first = rig.queue("first.jpg", make_image("JPEG", seed=31))
+    waiting = rig.queue("waiting.jpg", make_image("JPEG", seed=32))
+    rig.adapter.push((503, error_answer(503, "down")), (200, caption_answer("a quiet porch")))
+    assert rig.pipeline.process(rig.claim(first)) is Outcome.REQUEUED
+    # Requeued during the outage with a long wait of its own (its backoff had grown).
+    job = rig.claim(waiting)
+    rig.store.release(job.id, rig.wall.now + 480.0, "HTTP 503", charge=True)
+    rig.wall.advance(PERIOD)
+    rig.mono.advance(PERIOD)
+
+    assert rig.pipeline.process(rig.claim(first)) is Outcome.CAPTIONED  # the probe succeeds
+    assert rig.gate.state is GateState.CLOSED
+    assert rig.store.claim().id == waiting  # due now, not 480 s from now
+
+
+@pytest.mark.parametrize("error", [RecursionError("deep JSON"), OSError("bad CA bundle")])
+def test_an_unexpected_error_in_a_probe_releases_it(
+    rig: Rig, make_image: Callable[..., bytes], error: BaseException
+) -> None:
+    image_id = rig.queue("odd.jpg", make_image("JPEG", seed=33))
+    rig.adapter.push((503, error_answer(503, "down")), error)
+    assert rig.pipeline.process(rig.claim(image_id)) is Outcome.REQUEUED
+    rig.wall.advance(PERIOD)
+    rig.mono.advance(PERIOD)
+    assert rig.pipeline.process(rig.claim(image_id)) is Outcome.REQUEUED  # the probe: it raised
+    assert rig.gate.state is GateState.OPEN
+    rig.mono.advance(60.0)
+    assert rig.gate.acquire(rig.stop) is False  # the next probe is allowed: nothing wedged
+    rig.gate.released(True)
+
+
+def test_a_caption_the_rules_choke_on_fails_the_image_once(
+    rig: Rig, make_image: Callable[..., bytes]
+) -> None:
+    class Choking(RuleSet):
+        def matching(self, text: str, camera: str | None = None) -> list[Any]:
+            raise RecursionError("a caption built to hurt")
+
+    config = rig.current.config
+    rig.current = Runtime(config, rig.current.client, Choking(config.rules, config.matching))
+    image_id = rig.queue("hostile.jpg", make_image("JPEG", seed=34))
+    rig.adapter.push((200, caption_answer("((((((((((")))
+
+    assert rig.pipeline.process(rig.claim(image_id)) is Outcome.FAILED
+    row = rig.row(image_id)
+    assert (row["state"], row["last_error"]) == ("failed", "rule matching failed (RecursionError)")
+    assert rig.gate.state is GateState.CLOSED

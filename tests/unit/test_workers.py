@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from camwatch.caption import CaptionClient
 from camwatch.config import Config, parse_config
 from camwatch.gate import CaptionGate, GateState
 from camwatch.pipeline import Outcome, Pipeline, Runtime
-from camwatch.rules import RuleDecision, RuleSet
+from camwatch.rules import RuleSet
 from camwatch.store import NewImage, Store
 from camwatch.workers import IDLE_WAIT_S, WorkerPool
 
@@ -51,18 +50,12 @@ class Clock:
         self.now += seconds
 
 
-class ExplodingRules(RuleSet):
-    """A RuleSet with a bug: matching a caption raises."""
+class ExplodingPipeline(Pipeline):
+    """A pipeline with a bug: recording a caption raises (a failure the stages do not expect,
+    so it reaches the worker)."""
 
-    def matching(
-        self,
-        caption: str,
-        camera: str | None = None,
-        now: datetime | None = None,
-        *,
-        schedules: bool = True,
-    ) -> list[RuleDecision]:
-        raise RuntimeError("rules exploded")
+    def settle(self, *args: Any, **kwargs: Any) -> Outcome:
+        raise RuntimeError("settle exploded")
 
 
 @dataclass
@@ -101,10 +94,10 @@ class Rig:
 
 @pytest.fixture
 def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    """Return `make(rules=RuleSet) -> Rig`; everything it opens is closed afterwards."""
+    """Return `make(pipeline_class=Pipeline) -> Rig`; everything it opens is closed after."""
     closers: list[Callable[[], None]] = []
 
-    def make(rules: type[RuleSet] = RuleSet) -> Rig:
+    def make(pipeline_class: type[Pipeline] = Pipeline) -> Rig:
         camera_dir = tmp_path / "cams" / "front"
         camera_dir.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -128,9 +121,9 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         gate.tune(config.caption)
         client = CaptionClient(config.caption, KEY, stop=stop, session=session)
         closers.append(client.close)
-        runtime = Runtime(config, client, rules(config.rules, config.matching, config.timezone))
+        runtime = Runtime(config, client, RuleSet(config.rules, config.matching, config.timezone))
         done: list[tuple[str, Outcome]] = []
-        pipeline = Pipeline(
+        pipeline = pipeline_class(
             store,
             gate,
             lambda: runtime,
@@ -192,7 +185,7 @@ def test_live_images_first_then_scanned_each_oldest_first(
 def test_a_job_that_raises_goes_back_to_the_queue_for_later(
     make_rig: Callable[..., Rig], make_image: Callable[..., bytes]
 ) -> None:
-    rig = make_rig(rules=ExplodingRules)
+    rig = make_rig(pipeline_class=ExplodingPipeline)
     image_id = rig.queue("a.jpg", make_image("JPEG", seed=1))
     rig.pool.last_progress = 0.0
     started = time.monotonic()
@@ -205,7 +198,7 @@ def test_a_job_that_raises_goes_back_to_the_queue_for_later(
         "pending",
         rig.wall.now + INTERNAL_ERROR_RETRY_S,
         1,
-        "internal error",
+        "internal error (RuntimeError)",
     )
     [failed] = [e for e in logs if e["event"] == "job_failed"]
     assert (failed["log_level"], failed["camera"]) == ("error", "front")
@@ -220,6 +213,11 @@ def test_a_job_that_raises_goes_back_to_the_queue_for_later(
     rig.wall.advance(INTERNAL_ERROR_RETRY_S)
     assert rig.pool.work_one() is Outcome.REQUEUED
     assert rig.row(image_id)[2] == 2
+    # A third time: given up, with the reason, instead of being paid for at every round.
+    rig.wall.advance(INTERNAL_ERROR_RETRY_S)
+    assert rig.pool.work_one() is Outcome.FAILED
+    assert rig.row(image_id)[0] == "failed"
+    assert rig.pool.work_one() is None
 
 
 def test_idle_wait_follows_the_next_due_image_capped(
