@@ -6,7 +6,9 @@ Sending them is the senders' job (camwatch/senders/).
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,11 +68,24 @@ def alert_body(alert: Alert) -> str:
 def notify_body(
     target: NotifyConfig,
     fields: dict[str, Any],
+    image_data: bytes | None = None,
 ) -> str:
-    """Return the stored form of a notify message: its title, body and image to attach."""
+    """Return the stored form of a notify message: its title, body and, for a target with
+    `attach_image`, the image's bytes (base64) with the name to attach them under.
+
+    The bytes are the ones that were captioned, stored with the message: the sender never opens
+    the image's path again, which by then may be a link to any file the service can read."""
     title = _format(target.title, fields)
     text = _format(target.body, fields)
-    return json.dumps({"title": title, "body": text, "image": fields.get("image")})
+    message: dict[str, Any] = {"title": title, "body": text, "image": fields.get("image")}
+    if target.attach_image and image_data:
+        image = fields.get("image")
+        name = printable_path(os.path.basename(image)) if isinstance(image, str) else ""
+        message["attachment"] = {
+            "name": name or "snapshot",
+            "base64": base64.b64encode(image_data).decode("ascii"),
+        }
+    return json.dumps(message)
 
 
 class _Fields(dict[str, Any]):
@@ -94,9 +109,11 @@ def alert_candidates(
     caption: str,
     detected_at: float,
     alerted_at: float,
+    image_data: bytes | None = None,
 ) -> list[AlertCandidate]:
     """Given the rules that matched a caption, return one alert per rule, with its body built
-    once for every target."""
+    once for every target. `image_data` is the image as captioned: notify targets with
+    `attach_image` get these bytes (without them, no image is attached)."""
     rules = {rule.name: rule for rule in config.rules}
     notify = {n.name: n for n in config.notify}
     out = []
@@ -127,7 +144,7 @@ def alert_candidates(
             "matched": ", ".join(decision.phrases),
         }
         # Notify targets are people: each gets its own message, formatted now and stored.
-        messages = {name: notify_body(notify[name], fields) for name in notes}
+        messages = {name: notify_body(notify[name], fields, image_data) for name in notes}
         out.append(
             AlertCandidate(
                 alert.event_id,

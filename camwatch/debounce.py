@@ -75,6 +75,9 @@ class Debouncer:
         self.debounce = debounce
         self.complete_timeout = complete_timeout
         self.max_bytes = max_bytes  # larger files are not read here: the pipeline skips them
+        # Each camera's resolved folder: files are opened one folder at a time below it, so a
+        # folder swapped for a symbolic link is never followed (set by the service).
+        self.roots: dict[str, str] = {}
         self._mono = monotonic
         self._wall = wall
         self._entries: dict[str, _Entry] = {}
@@ -242,7 +245,8 @@ class Debouncer:
             wait = self.debounce - age if trusted and age >= 0 else self.debounce
             return self._reschedule(entry, now + max(wait, 0.01))
         try:
-            complete = sig[0] > self.max_bytes or check_complete(entry.path)
+            root = self.roots.get(entry.camera)
+            complete = sig[0] > self.max_bytes or check_complete(entry.path, root)
         except PermissionError:
             # Said now, not as "incomplete" after complete_timeout; a change (chmod included)
             # brings it back through the watcher.

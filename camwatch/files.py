@@ -162,16 +162,29 @@ def is_complete_image(data: bytes | bytearray | memoryview) -> bool:
     return image_end(data) is not None
 
 
-def check_complete(path: str) -> bool:
+# Each folder below a camera's root is opened relative to the one above it and never through a
+# symbolic link: O_NOFOLLOW on a single name is atomic, a check of the whole path followed by an
+# open of it again is not (a folder swapped for a link in between leads anywhere).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# The camera's root itself was resolved by the configuration; the administrator, not the
+# uploaders, owns the path up to it.
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY
+# O_NONBLOCK: opening a FIFO planted under an image name must not hang the worker.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def check_complete(path: str, root: str | os.PathLike[str] | None = None) -> bool:
     """Given a path, return whether the file there is a complete JPEG or PNG, reading it whole.
     Symbolic links, non-regular files and files that cannot be read are never complete, except
     that a PermissionError on opening propagates: the caller reports it at once rather than
-    waiting for the file to complete."""
+    waiting for the file to complete. Given the camera's resolved folder as `root`, the path is
+    opened one folder at a time below it (see `open_below`), so that a folder swapped for a
+    symbolic link is not followed either; outside the folder, the file is never complete."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, _FILE_FLAGS) if root is None else open_below(root, path)
     except PermissionError:
         raise
-    except OSError:
+    except (OSError, UnsafePath):
         return False
     try:
         st = os.fstat(fd)
@@ -185,6 +198,69 @@ def check_complete(path: str) -> bool:
     return image_end(data) is not None
 
 
+def parts_below(root: str | os.PathLike[str], path: str) -> list[str]:
+    """Given a camera's resolved folder and a path below it, return the path's names below the
+    folder (the last is the file's). Raise UnsafePath if the path is not below the folder. The
+    path is normalised without looking at the disk: what it names is then opened name by name
+    below the folder, never through a link."""
+    base = os.path.normpath(os.fspath(root))
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    full = os.path.normpath(os.path.abspath(path))
+    if not full.startswith(prefix) or full == base:
+        raise UnsafePath("resolves outside the camera folder")
+    parts = full[len(prefix) :].split(os.sep)
+    if any(part in ("", ".", "..") for part in parts):  # normpath leaves none; kept as a guard
+        raise UnsafePath("resolves outside the camera folder")
+    return parts
+
+
+def open_folder(root: str | os.PathLike[str], names: list[str]) -> int:
+    """Open the camera's resolved folder, then each of `names` in turn as a folder inside the
+    previous one, never following a symbolic link. Return the descriptor of the last (the
+    caller closes it). Raise UnsafePath if one of them is a symbolic link (or anything else that
+    is not a folder: OSError ENOTDIR), FileNotFoundError if one vanished."""
+    fd = os.open(root, _ROOT_FLAGS)
+    try:
+        for name in names:
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                # Linux says ENOTDIR (not ELOOP) for a link opened with O_DIRECTORY|O_NOFOLLOW:
+                # look at the entry itself (lstat, in the folder already open) to say which.
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(name, fd):
+                    raise UnsafePath("is in a symbolically linked folder") from None
+                raise
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def open_below(root: str | os.PathLike[str], path: str) -> int:
+    """Open a file below a camera's resolved folder for reading, every folder on the way and the
+    file itself without following a symbolic link. Return the descriptor (not checked to be a
+    regular file: fstat it). Raise UnsafePath for a link or a path outside the folder."""
+    parts = parts_below(root, path)
+    folder = open_folder(root, parts[:-1])
+    try:
+        return os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the last name is a symbolic link
+            raise UnsafePath("is a symbolic link") from None
+        raise
+    finally:
+        os.close(folder)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A snapshot's bytes as read, with the stat taken on the same open file."""
@@ -196,28 +272,23 @@ class Snapshot:
 
 def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:
     """Given a camera's resolved folder and a path below it, return the file's bytes. Raise
-    UnsafePath if the path is a symbolic link, goes through one, is not a regular file, or
-    resolves outside the folder; TooLarge above `max_bytes`; FileNotFoundError if it vanished."""
-    folder = os.path.dirname(os.path.abspath(path))
-    parent = os.path.realpath(folder)
-    root_s = str(root)
-    if parent != root_s and not parent.startswith(root_s.rstrip(os.sep) + os.sep):
-        raise UnsafePath("resolves outside the camera folder")
-    if parent != folder:
-        # The camera's folder is resolved, so a path below it resolves to itself unless one of
-        # its folders is a symbolic link (which the watcher and the scan never follow).
-        raise UnsafePath("is in a symbolically linked folder")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the last component is a symbolic link
-            raise UnsafePath("is a symbolic link") from None
-        raise
+    UnsafePath if the path is a symbolic link, goes through one, is not a regular file, has more
+    than one hard link, or is outside the folder; TooLarge above `max_bytes`; FileNotFoundError
+    if it vanished.
+
+    Every name is opened relative to the folder above it (`open_below`), so a folder swapped for
+    a symbolic link between a check and the open cannot lead outside: there is no second
+    lookup of the path."""
+    fd = open_below(root, path)
     try:
         # Checked before fdopen: it refuses a folder with IsADirectoryError (and keeps the fd).
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePath("is not a regular file")
+        if st.st_nlink > 1:
+            # Another name for the same bytes may be outside the camera folder (a hard link to
+            # a file the service can read): the bytes are not known to belong to the camera.
+            raise UnsafePath("has more than one hard link")
         if st.st_size > max_bytes:
             raise TooLarge(f"{st.st_size} bytes > max_image_bytes {max_bytes}")
         handle = os.fdopen(fd, "rb")

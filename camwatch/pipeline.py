@@ -196,7 +196,7 @@ class Pipeline:
         if isinstance(answer, Verdict):
             return answer
         asked_with, result, latency_ms = answer
-        return self.record(job, asked_with, facts, result, latency_ms)
+        return self.record(job, asked_with, facts, result, latency_ms, snap.data)
 
     # -- the stages -----------------------------------------------------------------------------
 
@@ -292,9 +292,17 @@ class Pipeline:
             self._on_recovered()
 
     def record(
-        self, job: ImageJob, rt: Runtime, facts: Facts, result: CaptionResult, latency_ms: float
+        self,
+        job: ImageJob,
+        rt: Runtime,
+        facts: Facts,
+        result: CaptionResult,
+        latency_ms: float,
+        data: bytes,
     ) -> Verdict:
-        """Match the rules and build the alerts; return the CAPTIONED verdict."""
+        """Match the rules and build the alerts (a notify target that attaches the image gets
+        `data`, the bytes that were captioned, never the file opened again); return the
+        CAPTIONED verdict."""
         assert facts.sha256 is not None
         try:
             decisions = rt.rules.matching(result.text, job.camera)
@@ -312,6 +320,7 @@ class Pipeline:
             result.text,
             job.detected_at,
             self._clock(),
+            image_data=data,
         )
         captioned = Captioned(result, decisions, alerts, latency_ms)
         return Verdict(Outcome.CAPTIONED, facts=facts, captioned=captioned)
@@ -407,8 +416,10 @@ class Pipeline:
         if queued:
             self._on_alerts()
         config = rt.config
+        camera = config.camera(job.camera)
+        root = camera.path if camera is not None else None
         error = finish_file(
-            config.after, config.archive_dir, job.camera, job.path, job.relpath, blog
+            config.after, config.archive_dir, job.camera, job.path, job.relpath, blog, root
         )
         if error is not None:
             self.last_error = f"after_action_failed: {error}"

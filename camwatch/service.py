@@ -159,10 +159,10 @@ class Service:
             return
         cam = config.camera(camera)
         rel = relative_candidate(str(cam.path), path) if cam else None
-        if rel is None:
+        if cam is None or rel is None:
             return
         blog = log.bind(camera=camera, path=path)
-        finish_file(config.after, config.archive_dir, camera, path, rel, blog)
+        finish_file(config.after, config.archive_dir, camera, path, rel, blog, cam.path)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -178,6 +178,7 @@ class Service:
         self.debouncer = Debouncer(
             self._emit, config.debounce, config.complete_timeout, config.caption.max_image_bytes
         )
+        self.debouncer.roots = {c.name: str(c.path) for c in config.cameras}
         self.pipeline = pipeline = Pipeline(
             self.store,
             self.gate,
@@ -315,6 +316,7 @@ class Service:
         self.debouncer.debounce = new.debounce
         self.debouncer.complete_timeout = new.complete_timeout
         self.debouncer.max_bytes = new.caption.max_image_bytes
+        self.debouncer.roots = {c.name: str(c.path) for c in new.cameras}
         self.gate.tune(new.caption)
         self.gate.resume()
         try:

@@ -3,6 +3,7 @@ and the silent-camera state, whose alerts go through it too."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from camwatch.store.database import Database
@@ -20,6 +21,23 @@ def queue_alert(
             " body, state, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
             (alert.event_id, image_id, alert.rule, alert.camera, kind, target, body, now, now),
         )
+
+
+def _drop_attachment(db: sqlite3.Connection, alert_id: int) -> None:
+    """Remove the image bytes stored with a notify message once it will not be sent again
+    (delivered or expired), inside the caller's transaction: the row stays for `retention`
+    (status, pruning), the image need not. Dead letters keep theirs: they can be retried."""
+    rows = db.execute(
+        "SELECT body FROM alerts WHERE id = ? AND target_kind = 'notify'", (alert_id,)
+    ).fetchall()
+    if not rows or '"attachment"' not in rows[0][0]:
+        return
+    try:
+        message = json.loads(rows[0][0])
+    except ValueError:
+        return
+    if isinstance(message, dict) and message.pop("attachment", None) is not None:
+        db.execute("UPDATE alerts SET body = ? WHERE id = ?", (json.dumps(message), alert_id))
 
 
 class Outbox(Database):
@@ -52,6 +70,7 @@ class Outbox(Database):
                 " WHERE id = ?",
                 (self._clock(), alert_id),
             )
+            _drop_attachment(db, alert_id)
 
     def postpone(self, alert_id: int, next_at: float, error: str) -> None:
         """Record a failed delivery; try again at `next_at`."""
@@ -88,6 +107,7 @@ class Outbox(Database):
                 "UPDATE alerts SET state = 'expired', last_error = ? WHERE id = ?",
                 (error, alert_id),
             )
+            _drop_attachment(db, alert_id)
 
     def drop_alerts_for(self, kind: str, known: set[str]) -> int:
         """Expire undelivered alerts whose target is no longer configured. Return how many."""

@@ -4,6 +4,9 @@ at a local receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from camwatch.alerts import alert_candidates
-from camwatch.config import parse_config
+from camwatch.config import Config, parse_config
 from camwatch.dispatch import Dispatcher
+from camwatch.files import read_snapshot
 from camwatch.rules import RuleSet
 from camwatch.store import NewImage, Store
 from camwatch.testing import WebhookReceiver, sample_images
@@ -48,7 +52,7 @@ def _config(tmp_path: Path, receiver: WebhookReceiver, attach: bool) -> object:
     )
 
 
-def _queue_alert(store: Store, config: object, image: Path) -> None:
+def _queue_alert(store: Store, config: object, image: Path, data: bytes | None = None) -> None:
     from camwatch.config import Config
 
     assert isinstance(config, Config)
@@ -58,7 +62,15 @@ def _queue_alert(store: Store, config: object, image: Path) -> None:
     assert job is not None
     decisions = RuleSet(config.rules).matching(caption, "front")
     candidates = alert_candidates(
-        config, decisions, "front", str(image), "ab" * 32, caption, time.time(), time.time()
+        config,
+        decisions,
+        "front",
+        str(image),
+        "ab" * 32,
+        caption,
+        time.time(),
+        time.time(),
+        image_data=data,
     )
     store.complete(job.id, "ab" * 32, 1, 1, caption, (1, 1, 2), candidates)
 
@@ -100,13 +112,64 @@ def test_notify_attaches_the_snapshot(tmp_path: Path, receiver: WebhookReceiver)
     image.write_bytes(data)
     store = Store(tmp_path / "state")
     try:
-        _queue_alert(store, config, image)
+        _queue_alert(store, config, image, data)
         _deliver(store, config, receiver)
     finally:
         store.close()
     attachments = receiver.received[0].json.get("attachments") or []
     assert len(attachments) == 1
     assert base64.b64decode(attachments[0]["base64"]) == data
+    assert attachments[0]["filename"] == name
+
+
+def test_notify_attaches_the_bytes_captioned_not_what_the_path_became(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """An uploader replaces the captioned file with a symbolic link to a file the service can
+    read (its key, the state database) before the alert is delivered: the notify service gets
+    the image as it was captioned, never the secret."""
+    config = _config(tmp_path, receiver, attach=True)
+    assert isinstance(config, Config)
+    name, data, _ = sample_images()[0]
+    image = tmp_path / "cams" / name
+    image.write_bytes(data)
+    secret = tmp_path / "api-key"
+    secret.write_bytes(b"SECRET-API-KEY-0123456789")
+    snap = read_snapshot(config.cameras[0].path, str(image), 10**7)  # what was captioned
+    store = Store(tmp_path / "state")
+    try:
+        _queue_alert(store, config, image, snap.data)
+        image.unlink()
+        image.symlink_to(secret)
+        _deliver(store, config, receiver)
+    finally:
+        store.close()
+    raw = receiver.received[0].body
+    attachments = receiver.received[0].json.get("attachments") or []
+    assert [base64.b64decode(a["base64"]) for a in attachments] == [data]
+    assert b"SECRET" not in raw
+    assert base64.b64encode(b"SECRET-API-KEY-0123456789") not in raw
+    # Delivered: the stored copy of the image is dropped, the message row stays.
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "camwatch.db")) as db:
+        (body,) = db.execute("SELECT body FROM alerts WHERE target_kind = 'notify'").fetchone()
+    assert "attachment" not in json.loads(body)
+
+
+def test_a_message_stored_without_the_bytes_attaches_nothing(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    # Queued before the bytes were stored (only the path): the path is never opened again.
+    config = _config(tmp_path, receiver, attach=True)
+    name, data, _ = sample_images()[0]
+    image = tmp_path / "cams" / name
+    image.write_bytes(data)
+    store = Store(tmp_path / "state")
+    try:
+        _queue_alert(store, config, image)
+        _deliver(store, config, receiver)
+    finally:
+        store.close()
+    assert not receiver.received[0].json.get("attachments")
 
 
 def test_notify_failure_is_retried(tmp_path: Path, receiver: WebhookReceiver) -> None:

@@ -9,8 +9,16 @@ import uuid
 import pytest
 
 from camwatch import __version__
-from camwatch.alerts import Alert, alert_body, iso_utc, new_event_id, notify_body
-from camwatch.config import NotifyConfig, WebhookConfig
+from camwatch.alerts import (
+    Alert,
+    alert_body,
+    alert_candidates,
+    iso_utc,
+    new_event_id,
+    notify_body,
+)
+from camwatch.config import NotifyConfig, WebhookConfig, parse_config
+from camwatch.rules import RuleSet
 from camwatch.senders.webhook import sign, webhook_headers
 
 DETECTED = 1795435201.512  # 2026-11-23T12:00:01.512Z
@@ -168,3 +176,49 @@ def test_notify_body_fills_the_templates() -> None:
         notify_body(target, {"severity": "critical", "rule": "r", "caption": "c", "image": "/i"})
     )
     assert stored == {"title": "critical: r {nope}", "body": "c", "image": "/i"}
+
+
+def test_notify_body_stores_the_captioned_bytes_for_attach_image_only() -> None:
+    fields = {"severity": "critical", "rule": "r", "caption": "c", "image": "/cams/front/a.jpg"}
+    attach = NotifyConfig.model_validate(
+        {"name": "phones", "urls": ["json://127.0.0.1:1/"], "attach_image": True}
+    )
+    plain = NotifyConfig.model_validate({"name": "pager", "urls": ["json://127.0.0.1:1/"]})
+    stored = json.loads(notify_body(attach, fields, b"\xff\xd8image"))
+    assert stored["attachment"] == {
+        "name": "a.jpg",
+        "base64": base64.b64encode(b"\xff\xd8image").decode(),
+    }
+    # Without attach_image (or without the bytes) nothing is stored to attach.
+    assert "attachment" not in json.loads(notify_body(plain, fields, b"\xff\xd8image"))
+    assert "attachment" not in json.loads(notify_body(attach, fields))
+
+
+def test_alert_candidates_give_each_attaching_target_the_bytes() -> None:
+    config = parse_config(
+        {
+            "caption": {"api_key": "k" * 8},
+            "cameras": [{"name": "front", "path": "/nonexistent/cams"}],
+            "rules": [{"name": "person", "any": ["person"]}],
+            "notify": [
+                {"name": "phones", "urls": ["json://127.0.0.1:1/"], "attach_image": True},
+                {"name": "pager", "urls": ["json://127.0.0.1:1/"]},
+            ],
+        }
+    )
+    decisions = RuleSet(config.rules).matching("a person", "front")
+    (candidate,) = alert_candidates(
+        config,
+        decisions,
+        "front",
+        "/nonexistent/cams/a.jpg",
+        "ab" * 32,
+        "a person",
+        DETECTED,
+        ALERTED,
+        image_data=b"captioned bytes",
+    )
+    phones = json.loads(candidate.messages["phones"])
+    assert base64.b64decode(phones["attachment"]["base64"]) == b"captioned bytes"
+    assert "attachment" not in json.loads(candidate.messages["pager"])
+    assert "captioned bytes" not in candidate.body  # the webhook body carries no image

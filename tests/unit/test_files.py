@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -163,7 +165,8 @@ def test_read_snapshot_refuses_a_symlinked_parent_leading_outside(
     elsewhere.mkdir()
     (elsewhere / "a.jpg").write_bytes(jpeg)
     (cam / "door").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(UnsafePath, match="outside"):
+    # Refused as a link, without resolving where it leads (that would be a lookup outside).
+    with pytest.raises(UnsafePath, match="symbolically linked folder"):
         read_snapshot(cam, str(cam / "door" / "a.jpg"), 10**6)
 
 
@@ -212,3 +215,96 @@ def test_read_snapshot_too_large(cam: Path, jpeg: bytes) -> None:
 def test_read_snapshot_of_a_vanished_file(cam: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_snapshot(cam, str(cam / "gone.jpg"), 10**6)
+
+
+def test_read_snapshot_of_nested_folders(cam: Path, jpeg: bytes) -> None:
+    path = cam / "2026" / "11" / "23" / "a.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(jpeg)
+    assert read_snapshot(cam, str(path), 10**6).data == jpeg
+    # A path written with redundant parts names the same file below the folder.
+    assert read_snapshot(cam, f"{cam}/2026//11/./23/a.jpg", 10**6).data == jpeg
+
+
+def test_read_snapshot_refuses_a_symlinked_folder_deeper_down(
+    cam: Path, tmp_path: Path, jpeg: bytes
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(b"secret")
+    (cam / "day").mkdir()
+    (cam / "day" / "hour").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePath, match="symbolically linked folder"):
+        read_snapshot(cam, str(cam / "day" / "hour" / "a.jpg"), 10**6)
+
+
+def test_read_snapshot_refuses_a_hard_linked_file(cam: Path, tmp_path: Path, jpeg: bytes) -> None:
+    # A hard link is a way out of the folder that no symlink check sees: the same bytes have a
+    # name outside (here a "secret" the service can read).
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(jpeg)
+    os.link(secret, cam / "a.jpg")
+    with pytest.raises(UnsafePath, match="more than one hard link"):
+        read_snapshot(cam, str(cam / "a.jpg"), 10**6)
+
+
+def test_read_snapshot_never_follows_a_folder_swapped_while_reading(
+    cam: Path, tmp_path: Path, jpeg: bytes
+) -> None:
+    """A second process flips a sub-folder between a real folder and a symbolic link to an
+    outside folder while the snapshot is read: the outside file is never returned."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = b"SECRET-" + b"x" * 64
+    (outside / "a.jpg").write_bytes(secret)
+    real = cam / "sub"
+    real.mkdir()
+    (real / "a.jpg").write_bytes(jpeg)
+    aside = cam / "sub.real"
+    stop = threading.Event()
+
+    def flip() -> None:
+        # Each rename() is atomic: "sub" is the real folder, the link, or briefly missing.
+        while not stop.is_set():
+            os.rename(real, aside)
+            os.symlink(outside, real)
+            time.sleep(0)
+            os.rename(real, cam / "sub.link")
+            os.rename(aside, real)
+            os.unlink(cam / "sub.link")
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    leaked = read = refused = 0
+    deadline = time.monotonic() + 1.5
+    try:
+        for _ in range(200_000):  # bounded, and bounded in time
+            if time.monotonic() > deadline:
+                break
+            try:
+                data = read_snapshot(cam, str(real / "a.jpg"), 10**6).data
+            except (UnsafePath, OSError):
+                refused += 1
+                continue
+            read += 1
+            leaked += data == secret
+            assert data in (jpeg, secret)
+    finally:
+        stop.set()
+        flipper.join(5)
+    assert leaked == 0, f"{leaked} of {read + refused} reads returned the outside file"
+    assert read > 0 and refused > 0  # both sides of the race were met
+
+
+def test_check_complete_below_a_root_refuses_a_symlinked_folder(
+    cam: Path, tmp_path: Path, jpeg: bytes
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(jpeg)
+    (cam / "real").mkdir()
+    (cam / "real" / "a.jpg").write_bytes(jpeg)
+    (cam / "door").symlink_to(outside, target_is_directory=True)
+    assert check_complete(str(cam / "real" / "a.jpg"), root=cam)
+    assert not check_complete(str(cam / "door" / "a.jpg"), root=cam)
+    assert not check_complete(str(outside / "a.jpg"), root=cam)
