@@ -52,20 +52,41 @@ def _print_problems(problems: list[str]) -> None:
         print(f"camwatch: {problem}", file=sys.stderr)
 
 
+def _log_readable_secrets(path: str) -> None:
+    """Log `config_readable_by_others` if the file holds secrets every local user can read.
+    Called once logging is configured as the file says (after `_load`)."""
+    from camwatch.config import readable_secrets
+
+    found = readable_secrets(path)
+    if found is not None:
+        log.warning(
+            "config_readable_by_others",
+            path=found.path,
+            mode=f"{found.mode:04o}",
+            secrets=found.fields,
+            fix=found.fix,
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from camwatch.service import run_service
 
+    # The state directory, database and log file hold captions and alerts: private to the
+    # service's user, whatever umask it was started with.
+    os.umask(0o077)
     config = _load(args.config)
     if args.daemon:
         from camwatch.daemonize import run_detached
 
+        _log_readable_secrets(args.config)  # on the terminal, before detaching
         return run_detached(args.config, config, args.pidfile, once=args.once)
     configure(config.log.level, config.log.format)
+    _log_readable_secrets(args.config)
     return run_service(args.config, config, once=args.once)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from camwatch.config import resolve_api_key
+    from camwatch.config import address_warnings, readable_secrets, resolve_api_key, scrub_url
     from camwatch.folders import choose_mode, folder_problem
     from camwatch.rules import RuleSet
 
@@ -74,11 +95,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     RuleSet(config.rules, config.matching, config.timezone)  # phrase and cue syntax
     caption = config.caption
     print(f"{args.config}: OK")
+    # URLs are shown as scheme://host:port (the caption API with its path): never a user,
+    # password, query string or webhook path, which are often credentials.
     print(
-        f"  caption: {caption.base_url}{caption.endpoint} upload={caption.upload}"
+        f"  caption: {scrub_url(caption.base_url, keep_path=True)}{caption.endpoint}"
+        f" upload={caption.upload}"
         f" concurrency={caption.concurrency} attempts={caption.retry.attempts}"
     )
-    warnings = []
+    warnings = address_warnings(config)
     for i, cam in enumerate(config.cameras):
         mode, fstype = choose_mode(cam)
         extra = f" expect_every={cam.expect_every:g}s" if cam.expect_every else ""
@@ -101,11 +125,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             conditions.append(f"regex={rule.regex!r}")
         print(f"  rule {rule.name} [{rule.severity}]: {' '.join(conditions)}")
     for hook in config.webhooks:
-        signed = "signed" if hook.secret is not None else "unsigned"
-        print(f"  webhook {hook.name}: {signed}")
+        # Validation refuses an empty secret; checked again so that this line cannot claim
+        # "signed" for a webhook the sender would send unsigned.
+        secret = hook.secret.get_secret_value() if hook.secret is not None else ""
+        signed = "signed" if secret else "unsigned"
+        print(f"  webhook {hook.name}: {scrub_url(hook.url)} {signed}")
     for target in config.notify:
         print(f"  notify {target.name}: {len(target.urls)} URL(s)")
     print(f"  debounce={config.debounce:g}s after={config.after} state_dir={config.state_dir}")
+    exposed = readable_secrets(args.config)
+    if exposed is not None:
+        warnings.append(exposed.message)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return EX_OK

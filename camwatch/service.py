@@ -17,7 +17,7 @@ from types import FrameType
 
 from camwatch.archive import finish_file
 from camwatch.caption import CaptionClient
-from camwatch.config import Config, load_config, resolve_api_key
+from camwatch.config import Config, load_config, readable_secrets, resolve_api_key
 from camwatch.debounce import Debouncer, ReadyFile
 from camwatch.dispatch import Dispatcher
 from camwatch.errors import ConfigError, StateError
@@ -313,6 +313,15 @@ class Service:
         self._old_clients.append(self.runtime.client)
         self.runtime = runtime
         self.config = new
+        exposed = readable_secrets(self.config_path)
+        if exposed is not None:
+            log.warning(
+                "config_readable_by_others",
+                path=exposed.path,
+                mode=f"{exposed.mode:04o}",
+                secrets=exposed.fields,
+                fix=exposed.fix,
+            )
         self.debouncer.debounce = new.debounce
         self.debouncer.complete_timeout = new.complete_timeout
         self.debouncer.max_bytes = new.caption.max_image_bytes

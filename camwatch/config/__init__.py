@@ -18,11 +18,24 @@ before giving up, so that an operator fixes a file in one pass:
 already parsed. `resolve_api_key` (load.py) then finds the API key: in the file, in a file it
 names, or in a systemd credential.
 
+Whatever a file holds, loading ends in a Config or a ConfigError: a file that is too large, not
+UTF-8, too deep or uses YAML aliases is refused with its name and line:column (load.py).
+A valid configuration may still deserve a warning (audit.py): secrets in a file every user can
+read (`readable_secrets`), a link-local or metadata address, an API key sent over plain http
+(`address_warnings`). Messages never quote more of a URL than `scrub_url` shows.
+
 The names other modules use are re-exported here, so that they import from `camwatch.config`
 and not from the step that happens to define a name.
 """
 
-from camwatch.config.load import DEFAULT_CONFIG_PATH, load_config, parse_config, resolve_api_key
+from camwatch.config.audit import ReadableSecrets, address_warnings, readable_secrets
+from camwatch.config.load import (
+    DEFAULT_CONFIG_PATH,
+    MIN_SECRET_LENGTH,
+    load_config,
+    parse_config,
+    resolve_api_key,
+)
 from camwatch.config.models import (
     CameraConfig,
     CaptionConfig,
@@ -33,23 +46,28 @@ from camwatch.config.models import (
     RuleConfig,
     WebhookConfig,
 )
-from camwatch.config.values import DAYS, parse_day, parse_duration, parse_time_range
+from camwatch.config.values import DAYS, parse_day, parse_duration, parse_time_range, scrub_url
 
 __all__ = [
     "DAYS",
     "DEFAULT_CONFIG_PATH",
+    "MIN_SECRET_LENGTH",
     "CameraConfig",
     "CaptionConfig",
     "Config",
     "DeliveryConfig",
     "MatchingConfig",
     "NotifyConfig",
+    "ReadableSecrets",
     "RuleConfig",
     "WebhookConfig",
+    "address_warnings",
     "load_config",
     "parse_config",
     "parse_day",
     "parse_duration",
     "parse_time_range",
+    "readable_secrets",
     "resolve_api_key",
+    "scrub_url",
 ]

@@ -26,6 +26,12 @@ def interpolate(value: Any, environ: dict[str, str] | os._Environ[str], path: st
     return result
 
 
+def written_text(value: str) -> str:
+    """Given a string from the file, return what of it is written in the file itself:
+    `${NAME}` removed, `${NAME:-x}` replaced by `x` (a default is written in the file)."""
+    return _ENV_RE.sub(lambda m: m.group(2) or "", value)
+
+
 def _interpolate(value: Any, environ: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, str):
 
@@ -48,6 +54,15 @@ def _interpolate(value: Any, environ: Any, path: str, problems: list[str]) -> An
     return value
 
 
+_PLAIN_KEY = re.compile(r"[\w-]+")
+
+
 # Shared with load.format_loc: an unset variable and a validation error name a field alike.
 def join_path(path: str, key: str) -> str:
+    """Return the path of `key` inside `path`: `caption.retry`. A key that is not a plain word
+    (a newline, an escape sequence, a colon, a space, nothing) is quoted, `<root>['a\\nb']`, so
+    that a problem stays one line starting with its field path and prints no control
+    characters to a terminal."""
+    if not (_PLAIN_KEY.fullmatch(key) and key.isprintable()):
+        return f"{path or '<root>'}[{key!r}]"
     return f"{path}.{key}" if path else key

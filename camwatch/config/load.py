@@ -2,10 +2,16 @@
 
 Also here: the checks that span sections, pydantic's errors turned into `field.path: message`
 lines, and the API key, which may come from outside the file.
+
+The file may be hostile or broken (the daemon reloads it on SIGHUP, check-config runs in CI on
+files from pull requests): whatever it holds, loading ends in a Config or a ConfigError, never in
+another exception, and never reads or builds more than a bounded amount. See `_ConfigLoader`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Iterable
@@ -17,9 +23,139 @@ from pydantic import ValidationError
 
 from camwatch.config.environment import interpolate, join_path
 from camwatch.config.models import CaptionConfig, Config
+from camwatch.config.values import shown
 from camwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/camwatch/config.yaml"
+
+# Bounds on what a file may make us do. A real configuration is a few kilobytes, a few hundred
+# values, six levels deep; these are far above that and far below a problem.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 32  # PyYAML composes recursively: [[[[... 400 deep is a RecursionError
+MAX_NODES = 100_000
+MAX_PROBLEMS = 50  # a list of 100 000 bad cameras is one mistake, not 100 000 lines
+
+MIN_SECRET_LENGTH = 16
+_PLACEHOLDER_SECRET = "change-me"  # what config.example.yaml once had as its fallback
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (no Python objects), refusing aliases and bounding depth and size.
+
+    Aliases are refused outright rather than counted. A "billion laughs" document of 650 bytes is
+    a hundred nodes that PyYAML builds as shared Python objects in no time; the blow-up (to
+    gigabytes) comes later, when interpolation and validation walk the tree as if it were
+    written out. Bounding that means counting the expanded size of every alias, which is
+    exactly the walk to avoid. A camwatch configuration has no use for aliases that writing
+    the value out would not serve, and the error points at the alias, with line and column.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML aliases (*{event.anchor}) are not supported; write the value out",
+                event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_NODES} values", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # The scalar constructors raise what Python raises (`!!timestamp x` an AttributeError,
+        # `2020-13-45` a ValueError, an int of 5000 digits a ValueError): turned into a YAML
+        # error at that node, so that it is reported with its line and column.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, KeyError) as exc:
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            value = f": {shown(node.value)}" if isinstance(node, yaml.ScalarNode) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid value for {tag}{value}", node.start_mark
+            ) from exc
+
+
+def _line_column(text: str, index: int) -> str:
+    """Return `line:column` (both from 1) of the character at `index` in `text`."""
+    line = text.count("\n", 0, index) + 1
+    return f"{line}:{index - (text.rfind(chr(10), 0, index) + 1) + 1}"
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    """Return the file's text. Raise ConfigError if it cannot be read, is larger than
+    MAX_CONFIG_BYTES, or is not UTF-8."""
+    try:
+        with open(path, "rb") as file:
+            # Read one byte more than allowed, not the whole file: `-c /dev/zero` ends here too.
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than 1 MiB; this is not a camwatch configuration"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(
+            [
+                f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x});"
+                " save the file as UTF-8"
+            ]
+        ) from None
+
+
+def parse_yaml(text: str, name: str | os.PathLike[str]) -> Any:
+    """Given the text of a YAML file and its name, return the parsed tree (plain dicts, lists
+    and scalars). Raise ConfigError naming `name:line:column` for anything else."""
+    loader: _ConfigLoader | None = None
+    try:
+        loader = _ConfigLoader(text)  # its reader checks every character here
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else str(name)
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.reader.ReaderError as exc:
+        # Its str() is two lines and names the position by character index.
+        where = f"{name}:{_line_column(text, exc.position)}"
+        char = exc.character if isinstance(exc.character, int) else 0
+        raise ConfigError([f"{where}: invalid YAML: {exc.reason} (#x{char:04x})"]) from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError([f"{name}: invalid YAML: {first}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_config_tree(path: str | os.PathLike[str]) -> Any:
+    """Given a YAML file, return its parsed tree, before interpolation and validation. Raise
+    ConfigError as load_config does."""
+    return parse_yaml(_read_text(path), path)
 
 
 def _cross_checks(config: Config) -> list[str]:
@@ -73,6 +209,49 @@ def _cross_checks(config: Config) -> list[str]:
     return problems
 
 
+def _secret_problems(config: Config) -> list[str]:
+    """Return the webhook secrets that would sign nothing, or nothing worth signing with."""
+    problems: list[str] = []
+    for i, hook in enumerate(config.webhooks):
+        if hook.secret is None:
+            continue  # no `secret` key (or `secret: null`): unsigned, and says so
+        secret = hook.secret.get_secret_value()
+        field = f"webhooks[{i}].secret"
+        if not secret.strip():
+            # `${UNSET:-}` gives "": the sender then signs nothing, while the file looks signed.
+            problems.append(
+                f"{field}: empty; it would sign nothing (remove the key for unsigned webhooks)"
+            )
+        elif secret.strip().lower() == _PLACEHOLDER_SECRET:
+            problems.append(
+                f"{field}: {_PLACEHOLDER_SECRET!r} is the example's placeholder; set a long"
+                " random secret (e.g. openssl rand -hex 32)"
+            )
+        elif _key_length(secret) < MIN_SECRET_LENGTH:
+            # Anyone who sees one signed alert (a receiver's log, a proxy) can try short
+            # secrets offline against its signature until one matches, then forge alerts.
+            problems.append(
+                f"{field}: shorter than {MIN_SECRET_LENGTH} characters; a short secret can be"
+                " guessed from one signed alert (e.g. openssl rand -hex 32)"
+            )
+    return problems
+
+
+def _key_length(secret: str) -> int:
+    """Return the length of the key a secret signs with: a Standard Webhooks `whsec_` secret
+    signs with its base64-decoded bytes (as senders/webhook.py does), any other with itself."""
+    if secret.startswith("whsec_"):
+        try:
+            return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+        except (binascii.Error, ValueError):
+            pass
+    return len(secret)
+
+
+# Parts of a pydantic location that name a validator or a union member, not a field.
+_SCHEMA_PART = re.compile(r"^(function-|tagged-union|lax-or-strict|json-or-python|is-instance)")
+
+
 def format_loc(loc: Iterable[int | str]) -> str:
     """Given a pydantic error location such as `('rules', 2, 'cooldown')`, return
     `rules[2].cooldown`."""
@@ -80,7 +259,9 @@ def format_loc(loc: Iterable[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part and not str(part).startswith(("function-", "tagged-union")):
+        elif part == "[key]":  # a dict key of the wrong type
+            out += "[key]"
+        elif part and not _SCHEMA_PART.match(str(part)):
             out = join_path(out, str(part))
     return out or "<root>"
 
@@ -95,8 +276,58 @@ def _describe(error: dict[str, Any]) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     if kind in {"literal_error", "enum"}:
-        return f"{message}, got {error.get('input')!r}"
+        return f"{message}, got {shown(error.get('input'))}"
     return message
+
+
+def _tree_problems(data: Any) -> list[str]:
+    """Return what no setting can hold, found in one walk of a parsed tree: text that is not
+    valid Unicode (a lone surrogate, from a YAML escape such as "\\ud800": it cannot be
+    printed, logged or used as a path), nesting deeper than MAX_DEPTH, more than MAX_NODES
+    values. The walk is iterative, so that a tree built in Python (parse_config's callers)
+    cannot exhaust the stack either."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 1)]
+    nodes = 0
+    while stack:
+        path, value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return [*problems, f"<root>: more than {MAX_NODES} values"]
+        if depth > MAX_DEPTH:  # counted as the YAML loader counts: the root is level 1
+            return [*problems, f"{path}: nested deeper than {MAX_DEPTH} levels"]
+        if isinstance(value, str) and not _is_unicode(value):
+            problems.append(f"{path or '<root>'}: not valid Unicode text (a lone surrogate)")
+        elif isinstance(value, dict | list):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            children = []
+            for key, child in items:
+                if isinstance(value, list):
+                    child_path = f"{path}[{key}]"
+                else:
+                    # join_path quotes a key that is not printable: a surrogate shows escaped.
+                    child_path = join_path(path, str(key))
+                    if isinstance(key, str) and not _is_unicode(key):
+                        problems.append(f"{child_path}: not valid Unicode text (a lone surrogate)")
+                children.append((child_path, child, depth + 1))
+            stack.extend(reversed(children))  # popped in document order
+    return problems
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bounded(problems: list[str]) -> list[str]:
+    """Return at most MAX_PROBLEMS problems, and a line saying how many more there were."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    hidden = len(problems) - MAX_PROBLEMS
+    return [*problems[:MAX_PROBLEMS], f"<root>: {hidden} more problem(s) not shown"]
 
 
 def validation_problems(exc: ValidationError) -> list[str]:
@@ -120,33 +351,32 @@ def parse_config(data: Any, environ: dict[str, str] | os._Environ[str] | None = 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["<root>: expected a mapping of settings"])
-    data = interpolate(data, os.environ if environ is None else environ)
+    problems = _tree_problems(data)
+    if problems:
+        raise ConfigError(_bounded(problems))
+    try:
+        data = interpolate(data, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        raise ConfigError(_bounded(exc.problems)) from None
+    # Interpolation may have made what the raw tree did not hold (a variable's value).
+    problems = _tree_problems(data)
+    if problems:
+        raise ConfigError(_bounded(problems))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc)) from None
-    problems = _cross_checks(config)
+        raise ConfigError(_bounded(validation_problems(exc))) from None
+    problems = _cross_checks(config) + _secret_problems(config)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_bounded(problems))
     return config
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
     """Given a YAML file, return the validated Config. Raise ConfigError, naming the file and
-    line:column for a YAML syntax error and the field path for every other problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
-    return parse_config(data, environ)
+    line:column for a problem in the file as a file (not UTF-8, invalid YAML, an alias, too
+    large or too deep) and the field path for every other problem."""
+    return parse_config(read_config_tree(path), environ)
 
 
 def resolve_api_key(caption: CaptionConfig, environ: Any = None) -> str:
@@ -164,9 +394,15 @@ def resolve_api_key(caption: CaptionConfig, environ: Any = None) -> str:
         )
     for field, path in candidates:
         try:
-            key = path.read_text(encoding="utf-8").strip()
+            with path.open("rb") as file:
+                data = file.read(MAX_CONFIG_BYTES + 1)  # a key is short; /dev/zero is not
+            key = data.decode("utf-8").strip()
         except OSError as exc:
             raise ConfigError([f"{field}: cannot read {str(path)!r}: {exc.strerror}"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"{field}: {str(path)!r} is not UTF-8 text"]) from None
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{field}: {str(path)!r} is larger than 1 MiB; not a key"])
         if not key:
             raise ConfigError([f"{field}: {str(path)!r} is empty"])
         return key

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from camwatch.config.values import Day, Duration, HttpUrl, TimeRange
+from camwatch.config.values import Day, Duration, HttpUrl, SafePath, TimeRange
 
 
 class _Model(BaseModel):
@@ -33,7 +33,7 @@ class CaptionConfig(_Model):
     base_url: HttpUrl = "https://security.memories.ai"
     endpoint: str = "/v1/understand/uploadImg"
     api_key: SecretStr | None = None
-    api_key_file: Path | None = None
+    api_key_file: SafePath | None = None
     user_prompt: str = "What's happening in this picture?"
     system_prompt: str = "You are an image understanding system."
     thinking: bool = False
@@ -64,7 +64,7 @@ class CaptionConfig(_Model):
 
 class CameraConfig(_Model):
     name: str = Field(min_length=1)
-    path: Path
+    path: SafePath
     recursive: bool = True
     user_prompt: str | None = None
     system_prompt: str | None = None
@@ -80,9 +80,14 @@ class CameraConfig(_Model):
         # "nothing outside the camera's path" is judged against the resolved path. A folder that
         # is missing now (an unmounted share, a USB disk not yet there) is not an error: the
         # daemon starts anyway and looks for it again (`camera_unavailable`).
-        resolved = Path(os.path.realpath(os.path.expanduser(value)))
-        if resolved.exists() and not resolved.is_dir():
-            raise ValueError(f"not a directory: {str(value)!r}")
+        try:
+            resolved = Path(os.path.realpath(os.path.expanduser(value)))
+            if resolved.exists() and not resolved.is_dir():
+                raise ValueError(f"not a directory: {str(value)!r}")
+        except OSError as exc:
+            # exists() lets EACCES, ENAMETOOLONG (a long symlink target), EIO through: a
+            # problem with this field, not a traceback.
+            raise ValueError(f"cannot check {str(value)!r}: {exc.strerror or exc}") from None
         return resolved
 
     @field_validator("poll_interval")
@@ -127,10 +132,14 @@ class RuleConfig(_Model):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value, re.IGNORECASE)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
+            # Checked by the engine that runs it (RE2, not re: no backtracking, so no caption
+            # can freeze the daemon), so that a pattern RE2 has no syntax for fails at load and
+            # on reload. Imported here because camwatch.rules imports this module.
+            from camwatch.rules.regex import regex_problem
+
+            problem = regex_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -170,7 +179,7 @@ class DeliveryConfig(_Model):
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] | None = None
-    file: Path | None = None  # with --daemon: where logs go (default state_dir/camwatch.log)
+    file: SafePath | None = None  # with --daemon: where logs go (default state_dir/camwatch.log)
     syslog: bool = False  # with --daemon: send logs to syslog instead of a file
 
     @field_validator("level", mode="before")
@@ -185,8 +194,8 @@ class Config(_Model):
     debounce: Duration = 2.0
     complete_timeout: Duration = 600.0
     after: Literal["keep", "delete", "move"] = "keep"
-    archive_dir: Path | None = None
-    state_dir: Path = Path("/var/lib/camwatch")
+    archive_dir: SafePath | None = None
+    state_dir: SafePath = Path("/var/lib/camwatch")
     retention: Duration = 30 * 86400.0
     timezone: str | None = None
     matching: MatchingConfig = MatchingConfig()

@@ -274,3 +274,144 @@ def test_config_example_is_valid_as_it_is_once_the_key_is_set(tmp_path: Path) ->
     result = run_cli("check-config", "-c", str(example), env=env)
     assert result.returncode == 0, result.stderr
     assert "k-123456" not in result.stdout
+
+
+# -- the security audit: hostile files, secrets, what is printed ----------------------------------
+
+_LONG = "a" * 256
+
+_BOMB = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (lambda c: (c + "# caf\xe9\n").encode("latin-1"), ": not UTF-8 text (byte 0xe9)"),
+        (
+            lambda c: (c + f"state_dir: /tmp/{_LONG}/state\n").encode(),
+            "state_dir: a path component is longer than 255 bytes",
+        ),
+        (
+            lambda c: c.replace("/cams/frontdoor\n", f"/cams/frontdoor/{_LONG}\n").encode(),
+            "cameras[0].path: a path component is longer than 255 bytes",
+        ),
+        (
+            lambda c: (c + f"debounce: 1{'0' * 400}\n").encode(),
+            "debounce: expected a duration of at most 100 years",
+        ),
+        (lambda c: _BOMB.encode(), "YAML aliases (*a) are not supported"),
+    ],
+    ids=["not-utf8", "long-state-dir", "long-camera-path", "huge-duration", "alias-bomb"],
+)
+def test_check_config_and_run_refuse_a_hostile_file_with_78(
+    config: ConfigWriter, text, expected: str
+) -> None:
+    path = config.write()
+    path.write_bytes(text(path.read_text()))
+    for command in (("check-config",), ("run", "--once")):
+        result = run_cli(*command, "-c", str(path), timeout=30)
+        assert result.returncode == EX_CONFIG, result.stdout + result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("${CAMWATCH_E2E_NOT_SET:-}", "webhooks[0].secret: empty"),
+        ("${CAMWATCH_E2E_NOT_SET:-change-me}", "webhooks[0].secret: 'change-me' is the example's"),
+        ("short-secret", "webhooks[0].secret: shorter than 16 characters"),
+    ],
+)
+def test_check_config_refuses_a_secret_that_signs_nothing(
+    config: ConfigWriter, secret: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CAMWATCH_E2E_NOT_SET", raising=False)
+    data = config.data()
+    data["webhooks"][0]["secret"] = secret
+    result = run_cli("check-config", "-c", str(config.write(data)))
+    assert result.returncode == EX_CONFIG, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "signed" not in result.stdout
+
+
+def test_check_config_prints_no_url_credentials_path_or_query(
+    config: ConfigWriter, api: StandinCaptionAPI
+) -> None:
+    data = config.data()
+    port = api.url.rsplit(":", 1)[1]
+    data["caption"]["base_url"] = f"http://apiuser:apipw@127.0.0.1:{port}/?k=apiq"
+    data["webhooks"][0]["url"] = (
+        "https://hookuser:hookpw@hooks.example.com:8443/api/webhook/T0KEN?q=1"
+    )
+    result = run_cli("check-config", "-c", str(config.write(data)))
+    assert result.returncode == 0, result.stderr
+    assert f"  caption: http://127.0.0.1:{port}/v1/understand/uploadImg" in result.stdout
+    assert "  webhook main: https://hooks.example.com:8443 signed" in result.stdout
+    for leak in ("apiuser", "apipw", "apiq", "hookuser", "hookpw", "T0KEN", "q=1"):
+        assert leak not in result.stdout + result.stderr
+
+    data["webhooks"][0]["url"] = "ftp://hookuser:hookpw@hooks.example.com/api/webhook/T0KEN"
+    result = run_cli("check-config", "-c", str(config.write(data)))
+    assert result.returncode == EX_CONFIG
+    assert "webhooks[0].url: expected an http(s) URL, got 'ftp://hooks.example.com'" in (
+        result.stderr
+    )
+    for leak in ("hookuser", "hookpw", "T0KEN"):
+        assert leak not in result.stdout + result.stderr
+
+
+def test_check_config_warns_when_secrets_in_the_file_are_readable_by_others(
+    config: ConfigWriter,
+) -> None:
+    data = config.data()
+    data["caption"]["api_key"] = API_KEY  # inline, not from the environment
+    path = config.write(data)
+    path.chmod(0o644)
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"warning: {path}: readable by every user (mode 0644) and it holds secrets"
+        f" (caption.api_key); run: chmod o-r {path}"
+    ) in result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+
+    path.chmod(0o640)
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "readable by every user" not in result.stderr
+
+
+def test_run_logs_config_readable_by_others(config: ConfigWriter) -> None:
+    data = config.data()
+    data["caption"]["api_key"] = API_KEY
+    path = config.write(data)
+    path.chmod(0o644)
+    result = run_cli("run", "-c", str(path), "--once", timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (warning,) = [e for e in events if e["event"] == "config_readable_by_others"]
+    assert warning["level"] == "warning"
+    assert warning["path"] == str(path)
+    assert warning["fix"] == f"chmod o-r {path}"
+    assert warning["secrets"] == ["caption.api_key"]
+    assert API_KEY not in result.stderr
+
+
+def test_check_config_warns_about_metadata_and_plaintext_addresses(
+    config: ConfigWriter,
+) -> None:
+    data = config.data()
+    data["caption"]["base_url"] = "http://192.0.2.10:8080"
+    data["webhooks"][0]["url"] = "http://169.254.169.254/latest/meta-data/"
+    data["notify"] = [{"name": "phones", "urls": ["json://[fe80::1]/x"]}]
+    result = run_cli("check-config", "-c", str(config.write(data)))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: caption.base_url: plain http:// to a host that is not this machine"
+        " (192.0.2.10): the API key would travel in clear; use https://"
+    ) in result.stderr
+    assert "warning: webhooks[0].url: 169.254.169.254 is a link-local address" in result.stderr
+    assert "warning: notify[0].urls[0]: fe80::1 is a link-local address" in result.stderr

@@ -321,7 +321,8 @@ def test_bad_urls(cams: Path) -> None:
         webhooks=[{"name": "w", "url": "ftp://x"}],
     )
     assert sorted(problems(data)) == [
-        "caption.base_url: expected an http(s) URL, got 'security.memories.ai'",
+        # Not quoted: without scheme://host, no part of the value is known to be safe to show.
+        "caption.base_url: expected an http(s) URL, got one without http:// or https://",
         "webhooks[0].url: expected an http(s) URL, got 'ftp://x'",
     ]
 
@@ -449,7 +450,7 @@ def test_secrets_do_not_show_in_the_config_repr(cams: Path) -> None:
     data = minimal(
         cams,
         caption={"api_key": "${KEY}"},
-        webhooks=[{"name": "ops", "url": "https://x", "secret": "hook-secret-1"}],
+        webhooks=[{"name": "ops", "url": "https://x", "secret": "hook-secret-1-long-enough"}],
     )
     text = repr(parse_config(data, {"KEY": "api-secret-1"}))
     assert "api-secret-1" not in text
@@ -561,3 +562,364 @@ def test_api_key_defaults_to_the_process_environment(
     (creds / "api_key").write_text("env-credential")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     assert resolve_api_key(CaptionConfig()) == "env-credential"
+
+
+# -- hostile or broken files: always a ConfigError, never a traceback (audit finding 1) -----------
+
+
+def _load_text(tmp_path: Path, text: str | bytes) -> list[str]:
+    """Write `text` as a config file; return the problems load_config reports for it."""
+    path = tmp_path / "config.yaml"
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    return info.value.problems
+
+
+def test_a_file_that_is_not_utf8_names_its_line_and_column(cams: Path, tmp_path: Path) -> None:
+    text = f"cameras:\n  - name: front\n    path: {cams / 'front'}\n# caf\xe9\n".encode("latin-1")
+    path = tmp_path / "config.yaml"
+    assert _load_text(tmp_path, text) == [
+        f"{path}:4:6: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    ]
+
+
+def test_a_path_component_longer_than_the_filesystem_allows(cams: Path) -> None:
+    long = "a" * 256
+    state_dir, archive_dir, camera = f"/tmp/{long}/x", f"/{long}", str(cams / long)
+    data = minimal(cams, state_dir=state_dir, after="move", archive_dir=archive_dir)
+    data["cameras"].append({"name": "back", "path": camera})
+    message = "a path component is longer than 255 bytes"
+    assert sorted(problems(data)) == [
+        f"archive_dir: {message}: {archive_dir[:40] + '...'!r}",
+        f"cameras[1].path: {message}: {camera[:40] + '...'!r}",
+        f"state_dir: {message}: {state_dir[:40] + '...'!r}",
+    ]
+
+
+def test_a_path_with_a_nul_byte_is_refused(cams: Path) -> None:
+    data = minimal(cams, state_dir="/var/lib/a\x00b", caption={"api_key_file": "/k\x00"})
+    assert sorted(problems(data)) == [
+        "caption.api_key_file: a path cannot contain a NUL byte",
+        "state_dir: a path cannot contain a NUL byte",
+    ]
+
+
+def test_an_integer_too_large_for_a_float_is_not_a_duration(cams: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(10**400)
+    assert str(info.value) == (
+        "expected a duration of at most 100 years, got an integer of about 401 digits"
+    )
+    text = f"cameras:\n  - name: front\n    path: {cams / 'front'}\ndebounce: 1{'0' * 400}\n"
+    (problem,) = _load_text(tmp_path, text)
+    assert problem == (
+        "debounce: expected a duration of at most 100 years, got an integer of about 401 digits"
+    )
+
+
+@pytest.mark.parametrize("value", ["1" * 400 + "s", 1e300, "99999999999d"])
+def test_a_duration_too_large_to_wait_for_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^expected a duration of at most 100 years, got "):
+        parse_duration(value)
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    assert len(BILLION_LAUGHS) < 700
+    path = tmp_path / "config.yaml"
+    assert _load_text(tmp_path, BILLION_LAUGHS) == [
+        f"{path}:2:8: invalid YAML: YAML aliases (*a) are not supported; write the value out"
+    ]
+
+
+def test_yaml_merge_keys_need_aliases_and_are_refused_too(tmp_path: Path) -> None:
+    text = "base: &base {recursive: true}\ncameras:\n  - <<: *base\n    name: a\n"
+    path = tmp_path / "config.yaml"
+    assert _load_text(tmp_path, text) == [
+        f"{path}:3:9: invalid YAML: YAML aliases (*base) are not supported; write the value out"
+    ]
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    (problem,) = _load_text(tmp_path, "a: " + "[" * 5000)
+    assert problem == f"{path}:1:35: invalid YAML: nested deeper than 32 levels"
+
+
+def test_a_file_larger_than_1_mib_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    assert _load_text(tmp_path, "# padding\n" * 110_000) == [
+        f"{path}: larger than 1 MiB; this is not a camwatch configuration"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("a: !!timestamp x\n", "1:4", "invalid value for !!timestamp: 'x'"),
+        ("a: 2020-13-45\n", "1:4", "invalid value for !!timestamp: '2020-13-45'"),
+        ("a: !!float x\n", "1:4", "invalid value for !!float: 'x'"),
+        ("a: 1\nb: \x00\n", "2:4", "special characters are not allowed (#x0000)"),
+    ],
+)
+def test_yaml_values_that_cannot_be_built_name_line_and_column(
+    tmp_path: Path, text: str, where: str, message: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    assert _load_text(tmp_path, text) == [f"{path}:{where}: invalid YAML: {message}"]
+
+
+def test_a_key_with_a_newline_stays_on_one_line(cams: Path) -> None:
+    data = minimal(cams)
+    data["cameras"][0]["bad\nkey"] = 1
+    data["\x1b[31mred"] = 1
+    assert sorted(problems(data)) == [
+        "<root>['\\x1b[31mred']: unknown key (misspelt?)",
+        "cameras[0]['bad\\nkey']: unknown key (misspelt?)",
+    ]
+
+
+def test_text_that_is_not_valid_unicode_is_refused(cams: Path) -> None:
+    data = minimal(cams, caption={"user_prompt": "a\ud800b"})
+    assert problems(data) == ["caption.user_prompt: not valid Unicode text (a lone surrogate)"]
+
+
+# -- webhook secrets (audit finding 2) ------------------------------------------------------------
+
+
+def _hook(secret: str) -> dict[str, Any]:
+    return {"name": "ops", "url": "https://hooks.example.com/cw", "secret": secret}
+
+
+@pytest.mark.parametrize("secret", ["", "   ", "${UNSET_VAR:-}", "${EMPTY}"])
+def test_an_empty_webhook_secret_is_refused(cams: Path, secret: str) -> None:
+    data = minimal(cams, webhooks=[_hook(secret)])
+    assert problems(data, {"EMPTY": ""}) == [
+        "webhooks[0].secret: empty; it would sign nothing (remove the key for unsigned webhooks)"
+    ]
+
+
+@pytest.mark.parametrize("secret", ["change-me", "CHANGE-ME", "${NOT_SET:-change-me}"])
+def test_the_example_placeholder_secret_is_refused(cams: Path, secret: str) -> None:
+    data = minimal(cams, webhooks=[_hook(secret)])
+    assert problems(data) == [
+        "webhooks[0].secret: 'change-me' is the example's placeholder; set a long random secret"
+        " (e.g. openssl rand -hex 32)"
+    ]
+
+
+def test_a_short_webhook_secret_is_refused(cams: Path) -> None:
+    data = minimal(cams, webhooks=[_hook("0123456789abcde"), {**_hook("x" * 16), "name": "b"}])
+    assert problems(data) == [
+        "webhooks[0].secret: shorter than 16 characters; a short secret can be guessed from one"
+        " signed alert (e.g. openssl rand -hex 32)"
+    ]
+
+
+def test_the_example_has_no_public_fallback_secret(tmp_path: Path) -> None:
+    text = (REPO / "config.example.yaml").read_text()
+    assert "change-me" not in text
+    assert not re.search(r"secret: \$\{[A-Z_]+:-", text)  # a default would be a public secret
+
+
+# -- URLs in messages (audit finding 3) -----------------------------------------------------------
+
+
+def test_a_bad_url_is_quoted_without_credentials_path_or_query(cams: Path) -> None:
+    data = minimal(
+        cams,
+        caption={"base_url": "ftp://user:pa55@api.example.com:2121/v1?key=k3y"},
+        webhooks=[
+            {"name": "a", "url": "hooks.example.com/api/webhook/T0KEN"},
+            {"name": "b", "url": "https://user:pa55@/api/webhook/T0KEN"},
+            {"name": "c", "url": "https://[::1/T0KEN"},
+        ],
+    )
+    found = problems(data)
+    assert sorted(found) == [
+        "caption.base_url: expected an http(s) URL, got 'ftp://api.example.com:2121'",
+        "webhooks[0].url: expected an http(s) URL, got one without http:// or https://",
+        "webhooks[1].url: expected an http(s) URL, got 'https://' without a host",
+        "webhooks[2].url: expected an http(s) URL, got one that cannot be parsed",
+    ]
+    for secret in ("pa55", "T0KEN", "k3y", "user"):
+        assert secret not in "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@hooks.example.com:8443/api/webhook/T?x=1#f", "https://hooks.example.com:8443"),
+        ("http://[fe80::1%25eth0]:80/x", "http://[fe80::1%25eth0]:80"),
+        ("HTTPS://Hooks.Example.COM/x", "https://hooks.example.com"),
+        ("http://h:notaport/x", "http://h"),
+    ],
+)  # fmt: skip
+def test_scrub_url_keeps_scheme_host_and_port_only(url: str, shown: str) -> None:
+    from camwatch.config import scrub_url
+
+    assert scrub_url(url) == shown
+
+
+# -- a config file with secrets readable by others (audit finding 4) ------------------------------
+
+
+def _write(tmp_path: Path, cams: Path, body: str, mode: int) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cameras:\n  - name: front\n    path: {cams / 'front'}\n{body}")
+    path.chmod(mode)
+    return path
+
+
+SECRETS_INLINE = """\
+caption: {api_key: sk-inline-123}
+webhooks:
+  - {name: a, url: "https://u:p@h.example/x", secret: "${HOOK:-0123456789abcdef0}"}
+  - {name: b, url: "https://h.example/x?token=abc", headers: {Authorization: Bearer x}}
+  - {name: c, url: "${URL}", secret: "${HOOK}", headers: {X-Team: night}}
+notify:
+  - {name: n, urls: ["ntfys://ntfy.sh/topic", "${APPRISE}"]}
+"""
+
+
+def test_secrets_in_a_file_readable_by_others_are_reported(cams: Path, tmp_path: Path) -> None:
+    from camwatch.config import readable_secrets
+
+    path = _write(tmp_path, cams, SECRETS_INLINE, 0o644)
+    found = readable_secrets(path)
+    assert found is not None
+    assert found.fields == [
+        "caption.api_key",
+        "webhooks[0].url",
+        "webhooks[0].secret",
+        "webhooks[1].url",
+        "webhooks[1].headers.Authorization",
+        "notify[0].urls[0]",
+    ]
+    assert found.mode == 0o644
+    assert found.fix == f"chmod o-r {path}"
+    assert found.message == (
+        f"{path}: readable by every user (mode 0644) and it holds secrets (caption.api_key,"
+        " webhooks[0].url, webhooks[0].secret, webhooks[1].url, webhooks[1].headers.Authorization,"
+        f" notify[0].urls[0]); run: chmod o-r {path}"
+    )
+    assert "sk-inline-123" not in found.message
+
+
+def test_a_private_file_or_one_without_inline_secrets_is_fine(cams: Path, tmp_path: Path) -> None:
+    from camwatch.config import readable_secrets
+
+    assert readable_secrets(_write(tmp_path, cams, SECRETS_INLINE, 0o640)) is None
+    only_variables = "caption: {api_key: '${KEY}'}\nwebhooks: [{name: a, url: 'https://h/x'}]\n"
+    assert readable_secrets(_write(tmp_path, cams, only_variables, 0o644)) is None
+    assert readable_secrets(tmp_path / "missing.yaml") is None
+
+
+# -- link-local and plaintext addresses (audit finding 5) -----------------------------------------
+
+
+def test_metadata_and_plaintext_addresses_are_warned_about(cams: Path) -> None:
+    from camwatch.config import address_warnings
+
+    data = minimal(
+        cams,
+        caption={"base_url": "http://192.168.1.10:8080"},
+        webhooks=[
+            {"name": "a", "url": "http://169.254.169.254/latest/meta-data"},
+            {"name": "b", "url": "http://[fe80::1]:8080/x"},
+            {"name": "c", "url": "http://2852039166/x"},  # 169.254.169.254 as one number
+            {"name": "d", "url": "http://[::ffff:169.254.1.1]/x"},
+            {"name": "e", "url": "https://hooks.example.com/x"},
+        ],
+        notify=[{"name": "n", "urls": ["json://169.254.169.254/x", "discord://id/token"]}],
+    )
+    metadata = "a link-local address, where cloud metadata services answer"
+    assert address_warnings(parse_config(data, {})) == [
+        "caption.base_url: plain http:// to a host that is not this machine (192.168.1.10):"
+        " the API key would travel in clear; use https://",
+        f"webhooks[0].url: 169.254.169.254 is {metadata}",
+        f"webhooks[1].url: fe80::1 is {metadata}",
+        f"webhooks[2].url: 169.254.169.254 is {metadata}",
+        f"webhooks[3].url: 169.254.1.1 is {metadata}",
+        f"notify[0].urls[0]: 169.254.169.254 is {metadata}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://security.memories.ai", "http://127.0.0.1:9", "http://127.8.0.1", "http://[::1]:1",
+     "http://localhost:11434/v1", "http://LOCALHOST."],
+)  # fmt: skip
+def test_loopback_or_https_caption_api_needs_no_warning(cams: Path, base_url: str) -> None:
+    from camwatch.config import address_warnings
+
+    config = parse_config(minimal(cams, caption={"base_url": base_url}), {})
+    assert address_warnings(config) == []
+
+
+def test_scrub_url_keeps_the_path_only_when_asked() -> None:
+    from camwatch.config import scrub_url
+
+    url = "http://user:pw@api.example.com:8080/v1/?key=k3y"
+    assert scrub_url(url, keep_path=True) == "http://api.example.com:8080/v1"
+    assert scrub_url(url) == "http://api.example.com:8080"
+    assert scrub_url("api.example.com/T0KEN") == ""  # nothing known to be safe to show
+
+
+def test_a_standard_webhooks_secret_is_measured_by_its_key(cams: Path) -> None:
+    import base64
+
+    short = "whsec_" + base64.b64encode(b"k" * 12).decode()  # 22 characters, a 12-byte key
+    long = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    assert problems(minimal(cams, webhooks=[_hook(short)])) == [
+        "webhooks[0].secret: shorter than 16 characters; a short secret can be guessed from one"
+        " signed alert (e.g. openssl rand -hex 32)"
+    ]
+    assert parse_config(minimal(cams, webhooks=[_hook(long)]), {}).webhooks[0].secret
+
+
+def test_many_problems_are_cut_short(cams: Path) -> None:
+    data = {"cameras": [{"name": "c", "path": str(cams / "front"), "bad": 1}] * 200}
+    found = problems(data)
+    assert len(found) == 51
+    assert found[-1] == "<root>: 150 more problem(s) not shown"
+
+
+def test_a_tree_nested_too_deeply_is_refused(cams: Path) -> None:
+    deep: Any = "x"
+    for _ in range(40):
+        deep = [deep]
+    assert problems(minimal(cams, extra=deep)) == [
+        "extra" + "[0]" * 31 + ": nested deeper than 32 levels"
+    ]
+
+
+def test_an_api_key_file_that_is_not_utf8(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xff\xfe")
+    caption = CaptionConfig.model_validate({"api_key_file": str(key_file)})
+    with pytest.raises(ConfigError) as info:
+        resolve_api_key(caption, {})
+    assert info.value.problems == [f"caption.api_key_file: {str(key_file)!r} is not UTF-8 text"]
+
+
+def test_a_key_that_is_not_valid_unicode_is_refused(cams: Path) -> None:
+    data = minimal(cams)
+    data["caption"] = {"a\udc80": 1}
+    assert problems(data) == ["caption['a\\udc80']: not valid Unicode text (a lone surrogate)"]
