@@ -57,7 +57,12 @@ from camwatch.errors import (
 )
 from camwatch.log import get_logger
 from camwatch.prompts import Prompts, mime_type, prompt_fields
-from camwatch.sessions import answer_deadline, deadline_session, settle_environment
+from camwatch.sessions import (
+    answer_deadline,
+    deadline_session,
+    no_redirects,
+    settle_environment,
+)
 
 log = get_logger(__name__)
 
@@ -139,7 +144,8 @@ class CaptionClient:
             session = deadline_session(pool_maxsize=config.concurrency)
             # The key is sent explicitly (_KeyAuth): never let ~/.netrc stand in for it.
             settle_environment(session, self._url, netrc=False)
-        self._session = session
+        # Never follow, nor even parse, a redirect: it would resend the key elsewhere.
+        self._session = no_redirects(session)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -273,7 +279,7 @@ class CaptionClient:
         status = response.status_code
         try:
             body: Any = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
             body = None
         msg = self._server_msg(body)
         detail = f": {msg}" if msg else ""
@@ -300,18 +306,21 @@ class CaptionClient:
             error = TransientCaptionError("unexpected answer from caption API (not its JSON)")
             raise _Retry(error, hint)
         code = _code(body["code"])
+        # Scrubbed before it is cut: a cut key would no longer be recognised as one.
+        shown = self._scrub(code)
+        shown = shown if len(shown) <= 20 else shown[:19] + "…"
         msg = self._server_msg(body)
         detail = f": {msg}" if msg else ""
         if code in AUTH_CODES:
-            raise AuthError(f"API code {code} (is the API key right?){detail}")
+            raise AuthError(f"API code {shown} (is the API key right?){detail}")
         if code in CREDITS_CODES:
-            raise CreditsError(f"API code {code} (credits exhausted?){detail}")
+            raise CreditsError(f"API code {shown} (credits exhausted?){detail}")
         if code in BUSY_CODES:
-            error = TransientCaptionError(f"API code {code} (busy){detail}", hint)
+            error = TransientCaptionError(f"API code {shown} (busy){detail}", hint)
             raise _Retry(error, hint)
         if code not in SUCCESS_CODES:
             # `code: -1` may be a hiccup or this image: retried, then given up on the image.
-            raise _Retry(PermanentCaptionError(f"API code {code}{detail}"), hint)
+            raise _Retry(PermanentCaptionError(f"API code {shown}{detail}"), hint)
         data = body.get("data")
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str):
@@ -346,6 +355,7 @@ class CaptionClient:
 # -- plain functions -------------------------------------------------------------------------
 
 
+_MAX_TOKENS = 1 << 53  # what a token count is clamped to: SQLite stores at most 2**63 - 1
 _MAX_ANSWER_BYTES = 4_000_000  # a caption answer is a few kB; more is not the API talking
 
 
@@ -388,11 +398,12 @@ def _count(value: Any) -> int:
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return max(value, 0)
+        return min(max(value, 0), _MAX_TOKENS)
     if isinstance(value, float) and value.is_integer():
-        return max(int(value), 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return min(max(int(value), 0), _MAX_TOKENS)
+    # isdecimal, not isdigit: "²" is a digit that int() refuses; and no 4,301-digit numbers.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
+        return min(int(value.strip()[:19]), _MAX_TOKENS)
     return 0
 
 
@@ -424,9 +435,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        return None
+        if when.tzinfo is None:  # an HTTP date is GMT by definition
+            return None
+        later = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None  # not a date, or one no clock can reach (year 9999999999)
     now = time.time() if now is None else now
-    return max(when.timestamp() - now, 0.0)
+    return max(later - now, 0.0)

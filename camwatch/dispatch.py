@@ -116,7 +116,15 @@ class TargetWorker:
             alog.error("alert_expired", attempts=row.attempts)
             return None
         try:
-            self.sender.send(row.event_id, row.body)
+            try:
+                self.sender.send(row.event_id, row.body)
+            except (DeliveryFailed, DeliveryRefused):
+                raise
+            except Exception as exc:
+                # A sender or library bug, or an answer no library expected: a failed try like
+                # any other (backed off), not a loop that retries every few seconds.
+                alog.exception("alert_send_crashed")
+                raise DeliveryFailed(f"unexpected failure ({type(exc).__name__})") from None
         except DeliveryRefused as exc:
             self.store.dead_letter(row.id, str(exc))
             alog.error(

@@ -124,9 +124,25 @@ class _DeadlineAdapter(HTTPAdapter):
         }
 
 
+class _NoRedirects(requests.Session):
+    """A session that never follows redirects (callers pass allow_redirects=False) and so never
+    parses a Location header: requests would decode it even then, and a hostile one (bytes that
+    are not UTF-8) would raise from the request itself."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
+def no_redirects(session: requests.Session) -> requests.Session:
+    """Given a session (one the caller was handed), make it never parse a redirect target."""
+    session.get_redirect_target = _NoRedirects.get_redirect_target.__get__(session)  # type: ignore[method-assign]
+    return session
+
+
 def deadline_session(pool_maxsize: int) -> requests.Session:
-    """Return a session whose answers can be bounded as a whole with `answer_deadline`."""
-    session = requests.Session()
+    """Return a session whose answers can be bounded as a whole with `answer_deadline`, and
+    that never follows or parses a redirect."""
+    session = _NoRedirects()
     for scheme in ("http://", "https://"):
         session.mount(scheme, _DeadlineAdapter(pool_maxsize=pool_maxsize))
     return session

@@ -29,6 +29,7 @@ from camwatch.testing.caption_api import (
     RecordedRequest,
     StandinCaptionAPI,
 )
+from camwatch.testing.chaos import ChaosProxy, Fault, Faults
 from camwatch.testing.multipart import IMAGE_TYPES, Part, parse_multipart
 from camwatch.testing.samples import (
     CAPTION_PREFIX,
@@ -45,6 +46,9 @@ __all__ = [
     "DEFAULT_CAPTION",
     "ENDPOINTS",
     "IMAGE_TYPES",
+    "ChaosProxy",
+    "Fault",
+    "Faults",
     "LoopbackServer",
     "Part",
     "ReceivedWebhook",

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from camwatch import __version__
 from camwatch.alerts import Alert, alert_body, new_event_id
 from camwatch.config import Config, parse_config
-from camwatch.dispatch import Dispatcher
-from camwatch.senders import Sender
+from camwatch.dispatch import Dispatcher, TargetWorker
+from camwatch.senders import Sender, TargetKind
 from camwatch.senders.webhook import post_webhook
 from camwatch.sessions import deadline_session
 from camwatch.store import AlertCandidate, NewImage, OutboxRow, Store
@@ -495,3 +495,29 @@ def test_a_huge_answer_is_not_read_whole(
             tracemalloc.stop()
     assert status == 200
     assert peak < 2 << 20  # a few kB read, not 20 MB
+
+
+def test_a_sender_that_crashes_is_backed_off_like_any_failure(
+    open_store: Callable[[], Store], cams: Path
+) -> None:
+    class Crashing:
+        kind = TargetKind.WEBHOOK
+        name = "ops"
+        settings = None
+
+        def send(self, event_id: str, stored: str) -> None:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a hostile Location header")
+
+        def close(self) -> None:
+            pass
+
+    store = open_store()
+    queue_alert(store)
+    delivery = config(cams, {"ops": 1}, backoff_initial="10s", backoff_max="20s").delivery
+    worker = TargetWorker(Crashing(), store, delivery, lambda row, sender: None)
+    with capture_logs() as logs:
+        wait = worker.deliver_due()
+    assert wait >= 5.0  # the alert's own backoff (10 s, jittered), not a busy retry
+    (failed,) = events(logs, "alert_delivery_failed")
+    assert failed["error"] == "unexpected failure (UnicodeDecodeError)"
+    assert store.due_alerts("webhook", "ops") == []  # postponed
