@@ -19,7 +19,7 @@ every rule from what they found:
                                                                         │
                                                                         ▼
                   engine: RuleSet.matching / evaluate, per rule: camera filter, schedule
-                  (in force now?), then any, all, regex, none, skip_if on the hits
+                  (in force now?), then any, all, regex (RE2), none, skip_if on the hits
                                                                         │
                                                                         ▼
                   decision: a RuleDecision per rule, with the Mentions behind it
@@ -27,13 +27,19 @@ every rule from what they found:
                                                                         ▼
                   explanations: explain / decision_json, for `camwatch test-rules`
 
+A rule's regex is compiled with RE2 (`regex`): it never backtracks, so it matches in time linear
+in the caption. The matcher looks at the first `MAX_CAPTION_CHARS` characters of a caption only,
+and every step above is linear in them: a caption is text a person in front of a camera can
+steer, and none may hold the daemon up. `MAX_CAPTION_CHARS` is exported so that the pipeline can
+cap the captions it stores, logs and sends to the same length.
+
 Import from `camwatch.rules` what `__all__` lists. The modules share some names with a leading
 underscore (`_PhraseTable`, `_Hit`, ...): those are private to the package, not its API.
 """
 
 from camwatch.rules.cues import HEDGES, NEGATIONS, PSEUDO, CueSet, cue_lists, parse_cue
 from camwatch.rules.decision import Mention, RuleDecision
-from camwatch.rules.engine import RuleSet
+from camwatch.rules.engine import MAX_CAPTION_CHARS, RuleSet
 from camwatch.rules.explanations import decision_json, explain
 from camwatch.rules.phrases import expand_phrase, inflections, phrase_problem
 from camwatch.rules.schedule import in_schedule
@@ -43,6 +49,7 @@ __all__ = [
     "CLAUSE",
     "COMMA",
     "HEDGES",
+    "MAX_CAPTION_CHARS",
     "NEGATIONS",
     "NONE",
     "PSEUDO",

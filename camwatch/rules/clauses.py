@@ -19,9 +19,17 @@ visible" only "the face" is covered.
 
 Everything here is a heuristic a reader can follow; where it must guess it guesses towards
 counting a mention, because a missed alert costs more than a false one.
+
+All of it takes time linear in the caption however many cues it holds: "no no no ... no one is
+lying on the ground" has a cue at every word, and scanning each one's clause afresh would take
+time quadratic in the caption, which whoever stands in front of a camera can make long. So a
+forward scan is shared by every scope that starts within it (`_Reach`), what a cue needs is
+looked up (`_Follows`), and a backward scope is a few words by construction (`MAX_BACKWARD`).
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
 
 from camwatch.rules.words import CLAUSE, COMMA, NONE, Words, _words
 
@@ -56,16 +64,95 @@ FRAMES = _words("image picture photo photograph frame scene shot footage view vi
 MAX_BACKWARD = 8
 
 
-def _follows(words: Words, needed: tuple[str, ...], start: int) -> bool:
-    """Return whether `needed` occurs from word `start` on, before the clause ends."""
-    texts, breaks = words.texts, words.breaks
-    size = len(needed)
-    for k in range(start, len(texts) - size + 1):
-        if breaks[k] == CLAUSE:
+class _Reach:
+    """Where the forward scopes of one caption end, each word scanned once however many cues
+    the caption holds.
+
+    What stops a scope is a property of the word it stops at (a clause end, "but", a comma or
+    "and" that starts a clause), except a place, which stops only a negation and only after its
+    first word. So every scope that starts in a stretch already scanned ends where that scan
+    ends, or for a negation at the first place after its start; `CueSet.scopes` asks in the order
+    of the words, and the scan goes on from where it got to. Scanning each scope afresh would
+    take time quadratic in the caption on "no no no ... no smoke"."""
+
+    __slots__ = ("_done", "_from", "_places", "_to", "_words")
+
+    def __init__(self, words: Words) -> None:
+        self._words = words
+        # The stretch scanned so far: from `_from` up to `_to` no word stops a scope; `_to` is
+        # where they all stop if `_done`. `_places` are the places in the stretch.
+        self._from = self._to = -1
+        self._done = False
+        self._places: list[int] = []
+
+    def end(self, start: int, negation: bool) -> int:
+        """Return the index just past the last word a forward cue ending at `start` covers; a
+        `negation` also stops before a place ("no one is in the car" keeps "the car")."""
+        if not self._from <= start <= self._to:
+            self._from = self._to = start
+            self._done = False
+            self._places = []
+        places = self._places
+        if negation:
+            k = bisect_right(places, start)
+            if k < len(places):
+                return places[k]
+        k = self._to
+        if self._done:
+            return k
+        words = self._words
+        texts, breaks = words.texts, words.breaks
+        n = len(texts)
+        while k < n:
+            brk = breaks[k]
+            if brk == CLAUSE:
+                break
+            word = texts[k]
+            if word in TERMINATORS:
+                break
+            if brk == COMMA and _starts_clause(words, k):
+                break
+            if word == "and" and _starts_clause(words, k + 1):
+                break
+            # "none of the people in the image are lying ...": the image is not a place in the
+            # scene, so the scope goes on.
+            if word in LOCATIVES and not (k + 2 < n and texts[k + 2] in FRAMES):
+                places.append(k)
+                if negation and k > start:
+                    self._to = k + 1
+                    return k
+            k += 1
+        self._to = k
+        self._done = True
+        return k
+
+
+class _Follows:
+    """Whether the words a cue needs ("could be ... or") follow it in its clause, for one
+    caption: where clauses start and where each needed sequence occurs, found once, so that a
+    caption full of such cues ("either smoke either smoke ...") takes linear time."""
+
+    __slots__ = ("_clauses", "_found", "_words")
+
+    def __init__(self, words: Words) -> None:
+        self._words = words
+        self._clauses = [k for k, brk in enumerate(words.breaks) if brk == CLAUSE]
+        self._found: dict[tuple[str, ...], list[int]] = {}
+
+    def __call__(self, needed: tuple[str, ...], start: int) -> bool:
+        """Return whether `needed` occurs from word `start` on, before the clause ends."""
+        found = self._found.get(needed)
+        if found is None:
+            texts = self._words.texts
+            size, first = len(needed), needed[0]
+            found = [k for k, w in enumerate(texts) if w == first and texts[k : k + size] == needed]
+            self._found[needed] = found
+        k = bisect_left(found, start)
+        if k == len(found):
             return False
-        if texts[k : k + size] == needed:
-            return True
-    return False
+        # Before the next clause starts; one that starts at the needed words starts first.
+        c = bisect_left(self._clauses, start)
+        return c == len(self._clauses) or found[k] < self._clauses[c]
 
 
 def _starts_clause(words: Words, k: int) -> bool:
@@ -91,32 +178,6 @@ def _starts_clause(words: Words, k: int) -> bool:
     return False
 
 
-def _forward_end(words: Words, start: int, locative: bool = False) -> int:
-    """Return the index just past the last word a forward cue ending at `start` covers; with
-    `locative`, the scope also ends before a place ("no one is in the car" keeps "the car")."""
-    texts, breaks = words.texts, words.breaks
-    n = len(texts)
-    k = start
-    while k < n:
-        brk = breaks[k]
-        if brk == CLAUSE:
-            break
-        word = texts[k]
-        if word in TERMINATORS:
-            break
-        # "none of the people in the image are lying ...": the image is not a place in the
-        # scene, so the scope goes on.
-        framed = k + 2 < n and texts[k + 2] in FRAMES
-        if locative and k > start and word in LOCATIVES and not framed:
-            break
-        if brk == COMMA and _starts_clause(words, k):
-            break
-        if word == "and" and _starts_clause(words, k + 1):
-            break
-        k += 1
-    return k
-
-
 def _walk_back(words: Words, end: int) -> int:
     """Return where the stretch of words ending at `end` starts: back to a clause end, comma,
     finite verb, relative word, possessive "'s" or `MAX_BACKWARD` words."""
@@ -135,7 +196,13 @@ def _backward_scope(words: Words, cue_start: int) -> tuple[int, int]:
     """Return the word range a backward cue starting at `cue_start` covers: its subject."""
     texts, breaks = words.texts, words.breaks
     end = cue_start
-    while end > 0 and breaks[end] == NONE and texts[end - 1] in AUXILIARIES:
+    # At most MAX_BACKWARD of them, as for the subject: no caption stacks more, and so a scope
+    # costs the same on "is is is ... is not visible".
+    while (
+        end > max(0, cue_start - MAX_BACKWARD)
+        and breaks[end] == NONE
+        and texts[end - 1] in AUXILIARIES
+    ):
         end -= 1
     start = _walk_back(words, end)
     # "the package that was on the porch is no longer visible": the subject is the head noun

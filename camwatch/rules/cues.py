@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from camwatch.rules.clauses import _backward_scope, _follows, _forward_end
+from camwatch.rules.clauses import _backward_scope, _Follows, _Reach
 from camwatch.rules.words import CLAUSE, Words, tokenize
 
 CueKind = Literal["negation", "hedge", "pseudo"]
@@ -244,6 +244,15 @@ class CueSet:
         n = len(texts)
         hits: list[CueHit] = []
         firsts, pairs, singles = self._firsts, self._pairs, self._singles
+        # Both take time linear in the caption however many cues it holds (see `clauses`).
+        reach = _Reach(words)
+        follows: _Follows | None = None
+        # Where scopes overlap the earliest cue is the one named. Forward scopes start in the
+        # order of their cues, so the words marked so far are a stretch up to `marked` from any
+        # later start: each word is marked once, not once per cue that covers it.
+        forward: list[str | None] = [None] * n
+        marked = 0
+        backward_hits: list[CueHit] = []
         skip_to = 0
         for i in [i for i, word in enumerate(texts) if word in firsts]:
             if i < skip_to:
@@ -253,24 +262,32 @@ class CueSet:
                 end = i + len(cue.words)
                 if end > n or texts[i:end] != cue.words or CLAUSE in words.breaks[i + 1 : end]:
                     continue
-                if cue.needs and not _follows(words, cue.needs, end):
-                    continue
+                if cue.needs:
+                    follows = follows or _Follows(words)
+                    if not follows(cue.needs, end):
+                        continue
                 if cue.kind != "pseudo":
                     if cue.direction == "forward":
-                        stop = _forward_end(words, end, cue.kind == "negation")
-                        hits.append(CueHit(cue, i, end, end, stop))
+                        stop = reach.end(end, cue.kind == "negation")
+                        hit = CueHit(cue, i, end, end, stop)
+                        start = end if end > marked else marked
+                        if start < stop:
+                            forward[start:stop] = [hit.why] * (stop - start)
+                            marked = stop
                     else:
                         first, stop = _backward_scope(words, i)
-                        hits.append(CueHit(cue, i, end, first, stop))
+                        hit = CueHit(cue, i, end, first, stop)
+                        backward_hits.append(hit)
+                    hits.append(hit)
                 # A cue's own words are not looked at again: "not" inside "can not be seen".
                 skip_to = end
                 break
-        forward: list[str | None] = [None] * n
+        # A backward scope is a few words (`clauses.MAX_BACKWARD`): latest first, so that the
+        # earliest cue marks last.
         backward: list[str | None] = [None] * n
-        # Latest first, so that where scopes overlap the earliest cue is the one named.
-        for hit in reversed(hits):
-            marks = forward if hit.cue.direction == "forward" else backward
-            marks[hit.scope_start : hit.scope_end] = [hit.why] * (hit.scope_end - hit.scope_start)
+        for hit in reversed(backward_hits):
+            size = hit.scope_end - hit.scope_start
+            backward[hit.scope_start : hit.scope_end] = [hit.why] * size
         return Scopes(tuple(hits), tuple(forward), tuple(backward))
 
 

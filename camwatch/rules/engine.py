@@ -7,6 +7,11 @@ rule matches when its camera filter and schedule allow, at least one `any` phras
 
 `RuleSet.evaluate` normalises the caption and finds the cue scopes once, then each distinct phrase
 once (`index`), and decides each rule from those hits.
+
+Bounded on any caption: a caption transcribes whatever text a camera sees, so whoever stands in
+front of it steers it. The matcher looks at the first `MAX_CAPTION_CHARS` characters only (real
+captions are 0.3-3 kB), every step is linear in those (the cue scopes too, see `clauses`), and a
+rule's regex runs on RE2, which does not backtrack (`regex`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,39 @@ from camwatch.errors import ConfigError
 from camwatch.rules.cues import CueSet, Scopes, parse_cue
 from camwatch.rules.decision import Mention, RuleDecision
 from camwatch.rules.index import _Hit, _PhraseTable
+from camwatch.rules.regex import Regex, compile_regex
 from camwatch.rules.schedule import _describe_schedule, in_schedule
 from camwatch.rules.words import Words, tokenize
 
 _CONDITIONS = ("any", "all", "none", "skip_if")
+
+# How much of a caption the matcher looks at. Real captions are 0.3-3 kB; this is well above, and
+# bounds the time one caption can take, whatever it holds. Exported (camwatch.rules) so that the
+# pipeline can cap the captions it stores, logs and sends to the same length.
+MAX_CAPTION_CHARS = 8_000
+# A run of word characters longer than this is no word a rule looks for: the cut is not moved to
+# its start.
+_LONGEST_WORD = 100
+_WORD_CHAR = re.compile(r"\w")  # what `words.tokenize` counts as part of a word
+# RE2 reads UTF-8, which a lone surrogate (possible in a caption decoded from JSON) has no form
+# in; each becomes U+FFFD, one character for one, so offsets stay those of the caption.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _capped(caption: str) -> str:
+    """Given a caption, return the part the matcher looks at: its first `MAX_CAPTION_CHARS`
+    characters, less a last word the cut would split ("fallen" cut to "fall" is another word)."""
+    if len(caption) <= MAX_CAPTION_CHARS:
+        return caption
+    end = MAX_CAPTION_CHARS
+    if _WORD_CHAR.match(caption, end):
+        start = end
+        floor = max(0, end - _LONGEST_WORD)
+        while start > floor and _WORD_CHAR.match(caption, start - 1):
+            start -= 1
+        if start == 0 or not _WORD_CHAR.match(caption, start - 1):
+            end = start
+    return caption[:end]
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,7 @@ class _Rule:
     config: RuleConfig
     phrases: dict[str, tuple[int, ...]]  # condition -> phrase numbers, in config order
     sets: dict[str, frozenset[int]]  # the same as sets: one C-level test per condition
-    regex: re.Pattern[str] | None
+    regex: Regex | None
     cameras: frozenset[str] | None
     schedule: str  # "" when the rule is always active
     any_set: frozenset[int] | None  # None: the rule has no `any` phrases
@@ -46,7 +80,9 @@ class _Caption:
     """One caption, analysed once per evaluate: its words, its cue scopes, and the hits of every
     phrase of the rule set."""
 
-    __slots__ = ("_mentions", "_regex", "counted", "hits", "scopes", "table", "words")
+    __slots__ = (
+        "_mentions", "_regex", "_regex_text", "counted", "hits", "scopes", "table", "words",
+    )  # fmt: skip
 
     def __init__(self, caption: str, cues: CueSet, table: _PhraseTable) -> None:
         self.words: Words = tokenize(caption)
@@ -56,6 +92,7 @@ class _Caption:
         self.hits, self.counted = table.find(self.words, self.scopes)
         self._mentions: dict[tuple[int, str], list[Mention]] = {}
         self._regex: dict[str, list[_Hit]] = {}
+        self._regex_text: str | None = None
 
     def found(self, number: int) -> bool | None:
         """Return True if the phrase counts, False if it is only discarded, None if absent."""
@@ -78,13 +115,15 @@ class _Caption:
         """Return the caption's text of a hit."""
         return self.words.caption[hit[0] : hit[1]]
 
-    def regex_hits(self, regex: re.Pattern[str]) -> list[_Hit]:
+    def regex_hits(self, regex: Regex) -> list[_Hit]:
         """Return the non-empty matches of `regex` in the original caption."""
         hits = self._regex.get(regex.pattern)
         if hits is None:
             words = self.words
+            if self._regex_text is None:
+                self._regex_text = _SURROGATE.sub("\ufffd", words.caption)
             hits = []
-            for match in regex.finditer(words.caption):
+            for match in regex.finditer(self._regex_text):
                 start, end = match.span()
                 if start == end:
                     continue
@@ -107,7 +146,7 @@ class RuleSet:
     ) -> None:
         """Given the rules in config order, the user-added cues and the IANA time zone of the
         schedules (None: the system's), compile everything. Raise ConfigError with one
-        `rules[i].any[j]: ...` line per phrase or cue that cannot be compiled."""
+        `rules[i].any[j]: ...` line per phrase, regex or cue that cannot be compiled."""
         matching = matching or MatchingConfig()
         problems: list[str] = []
         for key, kind in (("negations", "negation"), ("hedges", "hedge")):
@@ -131,12 +170,20 @@ class RuleSet:
                         problems.append(f"rules[{i}].{key}[{j}]: {exc}")
                 # A phrase listed twice is looked at once.
                 phrases[key] = tuple(dict.fromkeys(numbers))
+            regex = None
+            if rule.regex is not None:
+                # RuleConfig checks this too; here again, for a RuleConfig built without
+                # validation, so that a pattern RE2 cannot run is always a config error.
+                try:
+                    regex = compile_regex(rule.regex)
+                except ValueError as exc:
+                    problems.append(f"rules[{i}].regex: {exc}")
             compiled.append(
                 _Rule(
                     rule,
                     phrases,
                     {key: frozenset(numbers) for key, numbers in phrases.items()},
-                    re.compile(rule.regex, re.IGNORECASE) if rule.regex is not None else None,
+                    regex,
                     frozenset(rule.cameras) if rule.cameras is not None else None,
                     _describe_schedule(rule),
                     frozenset(phrases["any"]) if phrases["any"] else None,
@@ -172,7 +219,9 @@ class RuleSet:
         """Given a caption, the camera it came from (None: ignore the rules' camera filters) and
         the time (None: now), return one decision per rule in config order, each with its
         reason and mentions. With `schedules=False` the rules' `active` and `days` are not
-        applied (what `camwatch test-rules` wants)."""
+        applied (what `camwatch test-rules` wants). Only the first `MAX_CAPTION_CHARS`
+        characters are looked at; mention offsets are in the caption as given. Takes time
+        linear in those characters, whatever they hold."""
         return self._decisions(caption, camera, now, schedules, explain=True)
 
     def matching(
@@ -199,7 +248,7 @@ class RuleSet:
         local: datetime | None = None
         if schedules and self._scheduled:
             local = self.local_time(now if now is not None else datetime.now(UTC))
-        text = _Caption(caption, self.cues, self._table)
+        text = _Caption(_capped(caption), self.cues, self._table)
         rules: Iterable[_Rule] = self.rules
         if not explain:
             # Only the rules that can match: those with an `any` phrase that counts here, and

@@ -62,25 +62,32 @@ class _PhraseTable:
         phrases = self.phrases
         hits: dict[int, list[_Hit]] = {}
         counted: set[int] = set()
-        norm, norm_starts, starts, ends = words.norm, words.norm_starts, words.starts, words.ends
+        norm_starts, starts, ends = words.norm_starts, words.starts, words.ends
         forward, backward = scopes.forward, scopes.backward
+        # Every word follows a space in `padded`. A phrase that can start with a `word*` begins
+        # with that space (`compile_phrase`), so it only matches where a word starts; any other
+        # begins with its first word, which the regex engine skips ahead to in C, and a match
+        # inside a word is looked past here. Either way, in `norm` the match's first word
+        # starts at `start` (one less than in `padded` when it begins with the word) and its
+        # last character is at `end - 2`.
+        padded = " " + words.norm
         for number in candidates:
             phrase = phrases[number]
             if not phrase.required <= vocabulary:
                 continue
-            # The pattern starts with its first word, not a look-behind, so the regex engine
-            # skips ahead to it in C; that it starts a word is checked here.
             search = phrase.pattern.search
             found: list[_Hit] = []
             position = 0
-            while (matched := search(norm, position)) is not None:
+            while (matched := search(padded, position)) is not None:
                 start, end = matched.span()
-                if start and norm[start - 1] != " ":
-                    position = start + 1
-                    continue
+                if padded[start] != " ":
+                    if padded[start - 1] != " ":
+                        position = start + 1
+                        continue
+                    start -= 1
                 position = end
                 first = bisect_right(norm_starts, start) - 1
-                last = bisect_right(norm_starts, end - 1) - 1
+                last = bisect_right(norm_starts, end - 2) - 1
                 why = forward[first] or backward[last]
                 found.append((starts[first], ends[last], why))
                 if why is None:

@@ -105,14 +105,31 @@ def _spell_out(
             texts[i] = "is"
         elif word in _CLITICS:
             texts[i] = _CLITICS[word]
-    # Backwards, so that inserting a word does not shift the ones still to do.
-    for i in reversed(_indices(texts, "cannot")):
+    cannots = _indices(texts, "cannot")
+    if not cannots:
+        return texts, starts, ends, breaks
+    # Rebuilt in one pass: inserting each "can not" in place would move every word after it,
+    # time quadratic in a caption that repeats "cannot".
+    out_texts: list[str] = []
+    out_starts: list[int] = []
+    out_ends: list[int] = []
+    out_breaks: list[int] = []
+    done = 0
+    for i in cannots:
         start = starts[i]
-        texts[i : i + 1] = ["can", "not"]
-        starts[i : i + 1] = [start, start + 3]
-        ends[i : i + 1] = [start + 3, ends[i]]
-        breaks[i : i + 1] = [breaks[i], NONE]
-    return texts, starts, ends, breaks
+        out_texts += texts[done:i]
+        out_texts += ("can", "not")
+        out_starts += starts[done:i]
+        out_starts += (start, start + 3)
+        out_ends += ends[done:i]
+        out_ends += (start + 3, ends[i])
+        out_breaks += breaks[done:i]
+        out_breaks += (breaks[i], NONE)
+        done = i + 1
+    return (
+        out_texts + texts[done:], out_starts + starts[done:], out_ends + ends[done:],
+        out_breaks + breaks[done:],
+    )  # fmt: skip
 
 
 def _indices(items: list[str], value: str) -> list[int]:
