@@ -15,6 +15,7 @@ with the camera, the path and the outcome.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import threading
@@ -39,7 +40,7 @@ from camwatch.files import Snapshot, is_complete_image, printable_path, read_sna
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger
 from camwatch.prompts import prompts_for, public_url_for
-from camwatch.rules import RuleDecision, RuleSet
+from camwatch.rules import MAX_CAPTION_CHARS, RuleDecision, RuleSet
 from camwatch.store import AlertCandidate, ImageJob, ImageState, Store
 
 log = get_logger(__name__)
@@ -304,6 +305,10 @@ class Pipeline:
         `data`, the bytes that were captioned, never the file opened again); return the
         CAPTIONED verdict."""
         assert facts.sha256 is not None
+        if len(result.text) > MAX_CAPTION_CHARS:
+            # Captions transcribe visible text: a megabyte of it is someone's doing. Cut it
+            # before it is matched, stored, logged or sent.
+            result = dataclasses.replace(result, text=result.text[:MAX_CAPTION_CHARS] + "…")
         try:
             decisions = rt.rules.matching(result.text, job.camera)
         except Exception as exc:

@@ -27,7 +27,7 @@ from camwatch.caption import CaptionClient
 from camwatch.config import Config, parse_config
 from camwatch.gate import CaptionGate, GateState
 from camwatch.pipeline import MAX_ROUNDS, Outcome, Pipeline, Runtime
-from camwatch.rules import RuleSet
+from camwatch.rules import MAX_CAPTION_CHARS, RuleSet
 from camwatch.store import ImageJob, NewImage, Store
 from camwatch.testing.multipart import parse_request
 
@@ -739,3 +739,15 @@ def test_a_caption_the_rules_choke_on_fails_the_image_once(
     row = rig.row(image_id)
     assert (row["state"], row["last_error"]) == ("failed", "rule matching failed (RecursionError)")
     assert rig.gate.state is GateState.CLOSED
+
+
+def test_a_huge_caption_is_cut_before_it_is_matched_stored_or_sent(
+    rig: Rig, make_image: Callable[..., bytes]
+) -> None:
+    image_id = rig.queue("wall.jpg", make_image("JPEG", seed=35))
+    huge = "A person lying on the ground. " + "graffiti " * 200_000  # about 1.8 MB
+    rig.adapter.push((200, caption_answer(huge)))
+
+    assert rig.pipeline.process(rig.claim(image_id)) is Outcome.CAPTIONED
+    stored = rig.row(image_id)["caption"]
+    assert len(stored) == MAX_CAPTION_CHARS + 1 and stored.endswith("…")
