@@ -93,6 +93,27 @@ class SyslogStream:
         return False
 
 
+class _LockedStream:
+    """A text stream that many threads write whole lines to, one at a time."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            written = self._stream.write(text)
+            self._stream.flush()
+            return written
+
+    def flush(self) -> None:
+        with self._lock:
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+
 def configure(
     level: str = "info", fmt: str | None = None, stream: TextIO | SyslogStream | None = None
 ) -> None:
@@ -102,6 +123,10 @@ def configure(
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
+    # structlog and the standard logging of libraries write to the same stream from many
+    # threads: through one lock, each line in one write, or two lines written at once could
+    # interleave into one that is not JSON (seen when watchdog warned during a burst).
+    shared = _LockedStream(stream)
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
@@ -118,13 +143,13 @@ def configure(
             _redact_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=shared),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries (urllib3, watchdog, apprise) log through the standard module, and Python warnings
     # can be routed there: render them like our own events (one JSON object per line off a
     # terminal) and redacted, keeping their warnings only.
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(shared)  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

@@ -442,11 +442,18 @@ def test_a_real_inotify_overflow_is_followed_by_a_scan_and_nothing_is_lost(
         f"all {count} files of the burst uploaded",
     )
     wanted = {str(tree.frontdoor / f"burst-{i:03d}.jpg") for i in range(count)}
-    wait_until(
-        lambda: wanted <= {e["path"] for e in daemon.named("image_captioned")},
-        30,
-        "every file of the burst captioned",
-    )
+    try:
+        wait_until(
+            lambda: wanted <= {e["path"] for e in daemon.named("image_captioned")},
+            30,
+            "every file of the burst captioned",
+        )
+    except BaseException:
+        missing = wanted - {e["path"] for e in daemon.named("image_captioned")}
+        about = [e for e in daemon.events if e.get("path") in missing][:20]
+        print("MISSING", len(missing), about)
+        print("TAIL", daemon.tail(40))
+        raise
     captioned = [e["path"] for e in daemon.named("image_captioned") if e["path"] in wanted]
     assert len(captioned) == count, "a file of the burst was captioned twice"
     assert daemon.terminate()[0] == 0
