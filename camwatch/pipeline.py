@@ -305,17 +305,19 @@ class Pipeline:
         `data`, the bytes that were captioned, never the file opened again); return the
         CAPTIONED verdict."""
         assert facts.sha256 is not None
-        if len(result.text) > MAX_CAPTION_CHARS:
-            # Captions transcribe visible text: a megabyte of it is someone's doing. Cut it
-            # before it is matched, stored, logged or sent.
-            result = dataclasses.replace(result, text=result.text[:MAX_CAPTION_CHARS] + "…")
         try:
+            # The matcher reads only the first MAX_CAPTION_CHARS itself (minding a word the cut
+            # would split), so it gets the caption as it came.
             decisions = rt.rules.matching(result.text, job.camera)
         except Exception as exc:
             # The caption came from outside: whatever it made the matcher do, this image is
             # failed with the reason, not requeued and paid for again at every round.
             log.exception("rules_failed", camera=job.camera, path=job.path)
             return Verdict(Outcome.FAILED, f"rule matching failed ({type(exc).__name__})", facts)
+        if len(result.text) > MAX_CAPTION_CHARS:
+            # Captions transcribe visible text: a megabyte of it is someone's doing. Cut it
+            # before it is stored, logged or sent.
+            result = dataclasses.replace(result, text=result.text[:MAX_CAPTION_CHARS] + "…")
         alerts = alert_candidates(
             rt.config,
             decisions,
