@@ -9,6 +9,7 @@ captions (what `camwatch demo` and the benchmarks drop).
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -91,3 +92,28 @@ def sample_images() -> list[tuple[str, bytes, str]]:
     `samples/captions.json`."""
     folder = _samples_dir()
     return [(name, (folder / name).read_bytes(), text) for name, text in bundled_captions().items()]
+
+
+def _tiff_entry(tag: int, kind: int, value: int) -> bytes:
+    if kind == 3:  # SHORT: left-justified in the 4-byte value field
+        return struct.pack(">HHIHH", tag, kind, 1, value, 0)
+    return struct.pack(">HHII", tag, kind, 1, value)
+
+
+def exif_app1(thumbnail: bytes) -> bytes:
+    """Return an APP1 segment as a camera writes it: Exif header, a big-endian TIFF header, IFD0
+    (Orientation) linking to IFD1, whose JPEGInterchangeFormat/-Length give `thumbnail` (a
+    small JPEG whose own EOI must not end the image it is embedded in)."""
+    ifd0_at = 8
+    ifd1_at = ifd0_at + 2 + 12 + 4
+    thumb_at = ifd1_at + 2 + 3 * 12 + 4
+    tiff = b"MM\x00\x2a" + struct.pack(">I", ifd0_at)
+    tiff += struct.pack(">H", 1) + _tiff_entry(0x0112, 3, 1) + struct.pack(">I", ifd1_at)
+    tiff += struct.pack(">H", 3)
+    tiff += _tiff_entry(0x0103, 3, 6)  # Compression: JPEG (old-style thumbnail)
+    tiff += _tiff_entry(0x0201, 4, thumb_at)  # JPEGInterchangeFormat
+    tiff += _tiff_entry(0x0202, 4, len(thumbnail))  # JPEGInterchangeFormatLength
+    tiff += struct.pack(">I", 0)
+    assert len(tiff) == thumb_at
+    payload = b"Exif\x00\x00" + tiff + thumbnail
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload

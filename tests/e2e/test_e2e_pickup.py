@@ -6,13 +6,13 @@ and file names that are not plain UTF-8 text still get captioned and alerted."""
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from camwatch.testing import StandinCaptionAPI, WebhookReceiver
+from camwatch.testing.samples import exif_app1
 
 from .support import (
     ConfigWriter,
@@ -130,30 +130,6 @@ def test_a_file_still_open_for_writing_waits(
 # -- completeness by structure -----------------------------------------------------------------
 
 
-def _tiff_entry(tag: int, kind: int, value: int) -> bytes:
-    if kind == 3:  # SHORT: left-justified in the 4-byte value field
-        return struct.pack(">HHIHH", tag, kind, 1, value, 0)
-    return struct.pack(">HHII", tag, kind, 1, value)
-
-
-def _exif_app1(thumbnail: bytes) -> bytes:
-    """Return an APP1 segment as a camera writes it: Exif header, a big-endian TIFF header, IFD0
-    (Orientation) linking to IFD1, whose JPEGInterchangeFormat/-Length give `thumbnail`."""
-    ifd0_at = 8
-    ifd1_at = ifd0_at + 2 + 12 + 4
-    thumb_at = ifd1_at + 2 + 3 * 12 + 4
-    tiff = b"MM\x00\x2a" + struct.pack(">I", ifd0_at)
-    tiff += struct.pack(">H", 1) + _tiff_entry(0x0112, 3, 1) + struct.pack(">I", ifd1_at)
-    tiff += struct.pack(">H", 3)
-    tiff += _tiff_entry(0x0103, 3, 6)  # Compression: JPEG (old-style thumbnail)
-    tiff += _tiff_entry(0x0201, 4, thumb_at)  # JPEGInterchangeFormat
-    tiff += _tiff_entry(0x0202, 4, len(thumbnail))  # JPEGInterchangeFormatLength
-    tiff += struct.pack(">I", 0)
-    assert len(tiff) == thumb_at
-    payload = b"Exif\x00\x00" + tiff + thumbnail
-    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-
-
 def test_padding_after_the_end_is_uploaded_as_is_and_a_cut_after_the_thumbnail_is_not(
     tree: Tree,
     api: StandinCaptionAPI,
@@ -167,7 +143,7 @@ def test_padding_after_the_end_is_uploaded_as_is_and_a_cut_after_the_thumbnail_i
 
     thumb = image("the thumbnail")  # a small, real JPEG
     main = image("A camera frame with an EXIF thumbnail.")
-    exif_data = main[:2] + _exif_app1(thumb) + main[2:]
+    exif_data = main[:2] + exif_app1(thumb) + main[2:]
     cut_at = exif_data.index(thumb) + len(thumb)
     cut_data = exif_data[:cut_at]  # ends with the thumbnail's EOI: FF D9
     assert cut_data.endswith(b"\xff\xd9")
