@@ -101,6 +101,7 @@ class Verdict:
     due_at: float = 0.0  # requeued: when it is due again
     charge: bool = False  # requeued: whether this counts as one of its rounds
     log_reason: str | None = None  # when the log says it shorter than the record
+    quiet: bool = False  # logged at info, not as a warning (and not kept as the last error)
     fields: dict[str, Any] = field(default_factory=dict)  # more for the log line
     captioned: Captioned | None = None
 
@@ -206,8 +207,13 @@ class Pipeline:
         try:
             snap = read_snapshot(camera.path, job.path, config.caption.max_image_bytes)
         except FileNotFoundError:
+            # Nothing is wrong with a file deleted in time (after: delete elsewhere, a camera
+            # that replaces its snapshot): said at info, not as a warning.
             return Verdict(
-                Outcome.SKIPPED, "file vanished before it was read", log_reason="file vanished"
+                Outcome.SKIPPED,
+                "file vanished before it was read",
+                log_reason="file vanished",
+                quiet=True,
             )
         except ImageError as exc:
             return Verdict(Outcome.SKIPPED, str(exc), _lstat(job.path))
@@ -349,7 +355,7 @@ class Pipeline:
             )
             if outcome is Outcome.WAITING:
                 self._retouch(job.camera, job.path, job.relpath)
-            elif outcome is Outcome.DUPLICATE or reason == "file vanished before it was read":
+            elif outcome is Outcome.DUPLICATE or verdict.quiet:
                 blog.info("image_skipped", outcome=str(outcome), reason=said)
             else:
                 self._warn(blog, "image_skipped", outcome=str(outcome), reason=said)

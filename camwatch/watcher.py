@@ -189,7 +189,7 @@ class CameraWatch:
                 " (raise the sysctl fs.inotify.max_user_watches to watch it with inotify)",
             )
             self._unwatch()
-            self._start_poll(self.camera.poll_interval, "inotify limit")
+            self._start_poll("inotify limit")
             self._sinks.rescan(self.camera.name)
             return
         gone = self._gone_reason()
@@ -248,7 +248,7 @@ class CameraWatch:
                     )
                     mode = "poll"
             if mode == "poll":
-                self._start_poll(self.camera.poll_interval, None)
+                self._start_poll(None)
         except OSError as exc:
             self._unwatch()
             self._report_unavailable(exc.strerror.lower() if exc.strerror else str(exc))
@@ -266,7 +266,7 @@ class CameraWatch:
                 self._handler, self.root, recursive=self.camera.recursive
             )
 
-    def _start_poll(self, interval: float, why: str | None) -> None:
+    def _start_poll(self, why: str | None) -> None:
         poller = TreePoller(self.root, recursive=self.camera.recursive)
         poller.baseline()  # what is there now is the scan's to queue
         with self._lock:

@@ -28,7 +28,6 @@ def _words(text: str) -> frozenset[str]:
 NONE, COMMA, CLAUSE = 0, 1, 2
 _CLAUSE_CHARS = frozenset(".;:!?()[]{}\n\r\u2014\u2013\u2026")
 _SPLIT_RE = re.compile(r"(\w+)")
-_APOSTROPHES = frozenset("'\u2019")
 _IS_AFTER = _words("it that there here what who where he she this")
 _CLITICS = {"re": "are", "ve": "have", "ll": "will", "m": "am", "d": "would"}
 _NOT_BASES = {"can": "can", "won": "will", "ain": "is", "shan": "shall"}
