@@ -444,6 +444,12 @@ def start_daemon(
         ),
         encoding="utf-8",
     )
+    return run_daemon(procs, root, config, dirs)
+
+
+def run_daemon(procs: Procs, root: Path, config: Path, dirs: list[Path]) -> Daemon:
+    """Start `camwatch run -c config` (its log in `root/daemon.log`), profiled with py-spy when
+    CAMWATCH_BENCH_PROFILE names a folder."""
     log_path = root / "daemon.log"
     handle = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed below
     started = time.time()

@@ -37,7 +37,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -108,19 +107,7 @@ def start_daemon(
         text = text.replace("log: {level: info,", f"log: {{level: {log_level},")
     config = root / "config.yaml"
     config.write_text(text, encoding="utf-8")
-    log_path = root / "daemon.log"
-    handle = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed below
-    started = time.time()
-    try:
-        proc = procs.spawn(
-            [sys.executable, "-m", "camwatch", "run", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=handle,
-        )
-    finally:
-        handle.close()
-    return h.Daemon(root, proc, h.DaemonLog(log_path), started, dirs)
+    return h.run_daemon(procs, root, config, dirs)
 
 
 def arrivals_by_digest(api: StandinCaptionAPI) -> dict[str, float]:
