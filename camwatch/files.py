@@ -261,6 +261,13 @@ def open_below(root: str | os.PathLike[str], path: str) -> int:
         os.close(folder)
 
 
+def check_size(size: int, max_bytes: int) -> None:
+    """Raise TooLarge if a file of `size` bytes is over `max_bytes`: the one wording of the
+    daemon's skip and of `camwatch caption`'s refusal."""
+    if size > max_bytes:
+        raise TooLarge(f"{size} bytes > max_image_bytes {max_bytes}")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A snapshot's bytes as read, with the stat taken on the same open file."""
@@ -289,8 +296,7 @@ def read_snapshot(root: Path, path: str, max_bytes: int) -> Snapshot:
             # Another name for the same bytes may be outside the camera folder (a hard link to
             # a file the service can read): the bytes are not known to belong to the camera.
             raise UnsafePath("has more than one hard link")
-        if st.st_size > max_bytes:
-            raise TooLarge(f"{st.st_size} bytes > max_image_bytes {max_bytes}")
+        check_size(st.st_size, max_bytes)
         handle = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

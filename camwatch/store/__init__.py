@@ -28,10 +28,14 @@ from camwatch.store.records import (
     ImageState,
     NewImage,
     OutboxRow,
+    Requeued,
+    SkipKind,
+    SkippedImage,
     db_path,
     py_path,
 )
 from camwatch.store.schema import SCHEMA_VERSION
+from camwatch.store.skipped import Skipped
 
 __all__ = [
     "FINAL_STATES",
@@ -43,14 +47,18 @@ __all__ = [
     "ImageState",
     "NewImage",
     "OutboxRow",
+    "Requeued",
+    "SkipKind",
+    "SkippedImage",
     "Store",
     "db_path",
     "py_path",
 ]
 
 
-class Store(Queue, Outbox):
-    """The state database in `state_dir/camwatch.db`: the queue, the outbox, housekeeping."""
+class Store(Queue, Outbox, Skipped):
+    """The state database in `state_dir/camwatch.db`: the queue, the outbox, skipped images,
+    housekeeping."""
 
     def counts(self) -> dict[str, int]:
         """Return how many images are in each state, and `alerts_pending`."""

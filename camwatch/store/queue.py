@@ -16,6 +16,7 @@ from camwatch.store.records import (
     ImageJob,
     ImageState,
     NewImage,
+    SkipKind,
     db_path,
     py_path,
 )
@@ -97,15 +98,18 @@ class Queue(Database):
         sha256: str | None = None,
         size: int | None = None,
         mtime_ns: int | None = None,
+        kind: SkipKind | None = None,
     ) -> None:
-        """Mark an image failed or skipped (with its reason), keeping what was learnt of it."""
+        """Mark an image failed or skipped (with its reason, and for a skipped one the kind of
+        reason), keeping what was learnt of it."""
         assert state in (ImageState.FAILED, ImageState.SKIPPED)
+        skip_kind = kind if state == ImageState.SKIPPED and kind != SkipKind.UNKNOWN else None
         with self._tx() as db:
             db.execute(
-                "UPDATE images SET state = ?, last_error = ?, sha256 = COALESCE(?, sha256),"
-                " size = COALESCE(?, size), mtime_ns = COALESCE(?, mtime_ns), updated_at = ?"
-                " WHERE id = ?",
-                (state, error, sha256, size, mtime_ns, self._clock(), image_id),
+                "UPDATE images SET state = ?, last_error = ?, skip_kind = ?,"
+                " sha256 = COALESCE(?, sha256), size = COALESCE(?, size),"
+                " mtime_ns = COALESCE(?, mtime_ns), updated_at = ? WHERE id = ?",
+                (state, error, skip_kind, sha256, size, mtime_ns, self._clock(), image_id),
             )
 
     def is_done(self, camera: str, path: str, sha256: str) -> bool:
@@ -177,8 +181,8 @@ class Queue(Database):
             )
             # A file queued again while its older row was in flight: the newer row suffices.
             db.execute(
-                "UPDATE images SET state = 'skipped', last_error = 'superseded'"
-                " WHERE state = 'captioning'"
+                "UPDATE images SET state = 'skipped', last_error = 'superseded',"
+                " skip_kind = 'superseded' WHERE state = 'captioning'"
             )
             return cur.rowcount
 
@@ -206,8 +210,8 @@ class Queue(Database):
         with self._tx() as db:
             marks = ",".join("?" * len(cameras))
             cur = db.execute(
-                "UPDATE images SET state = 'skipped', last_error = 'camera not configured'"
-                f" WHERE state = 'pending' AND camera NOT IN ({marks})",
+                "UPDATE images SET state = 'skipped', last_error = 'camera not configured',"
+                f" skip_kind = 'no_camera' WHERE state = 'pending' AND camera NOT IN ({marks})",
                 tuple(cameras),
             )
             return cur.rowcount

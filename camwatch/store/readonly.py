@@ -27,16 +27,24 @@ def database_path(state_dir: Path | str) -> Path:
 def connect_readonly(state_dir: Path | str, timeout: float = 5.0) -> sqlite3.Connection:
     """Return a read-only connection to the state database of `state_dir`, usable from any one
     thread at a time. Raise NoDatabase when there is none yet, StateError when it cannot be
-    read or its schema is not this camwatch's."""
+    read or its schema is not this camwatch's. Opened while no daemon runs, it is for one look
+    (a command), not to keep: it does not see what a daemon started later writes."""
     path = database_path(state_dir)
     if not path.is_file():
         raise NoDatabase(
             f"no state database yet at {str(path)!r}: the daemon creates it when it first runs"
             " (is state_dir right?)"
         )
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        # No write-ahead log: no daemon has the database open, and it was closed cleanly, so
+        # the file alone is the whole database. Read it as immutable: a `mode=ro` connection
+        # would create `-wal` and `-shm` files (and cannot remove them), owned by whoever runs
+        # `status`, which a daemon running as another user could then not open for writing.
+        uri += "&immutable=1"
     try:
         db = sqlite3.connect(
-            f"{path.absolute().as_uri()}?mode=ro",
+            uri,
             uri=True,
             timeout=timeout,
             check_same_thread=False,

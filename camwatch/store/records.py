@@ -14,7 +14,23 @@ class ImageState(StrEnum):
     CAPTIONING = "captioning"  # claimed by a worker
     DONE = "done"  # captioned
     FAILED = "failed"  # given up, with the reason; `camwatch retry` queues it again
-    SKIPPED = "skipped"  # not an image to caption (vanished, too large, same bytes done)
+    SKIPPED = "skipped"  # not captioned, for a SkipKind; `camwatch retry --skipped` queues it
+
+
+class SkipKind(StrEnum):
+    """Why an image was skipped, for machines (stored in `images.skip_kind`; the text in
+    `last_error` is for people). Rows skipped before schema 3 that it could not classify hold
+    NULL: `UNKNOWN`."""
+
+    TOO_LARGE = "too_large"  # larger than caption.max_image_bytes (its size is in `size`)
+    INCOMPLETE = "incomplete"  # not a whole JPEG/PNG complete_timeout after its last change
+    WAITING = "waiting"  # still being written: handed back to the debouncer
+    UNSAFE_PATH = "unsafe_path"  # a link, not a regular file, hard-linked, or outside the folder
+    VANISHED = "vanished"  # deleted before it was read
+    DUPLICATE = "duplicate"  # the same bytes were captioned before
+    NO_CAMERA = "no_camera"  # its camera was not configured any more
+    SUPERSEDED = "superseded"  # the file was queued again while this record was in flight
+    UNKNOWN = "unknown"  # skipped before the kind was recorded (NULL in the database)
 
 
 class AlertState(StrEnum):
@@ -80,6 +96,25 @@ class OutboxRow:
     body: str
     attempts: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """The latest record of a file, skipped: what deciding whether to queue it again needs."""
+
+    id: int
+    camera: str
+    path: str
+    kind: SkipKind
+    size: int | None  # as last seen: for TOO_LARGE, the size that was refused
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What queueing skipped images again did."""
+
+    queued: int  # back in the queue
+    gone: int  # left as they were: their file is no longer there
 
 
 @dataclass(frozen=True)

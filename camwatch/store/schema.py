@@ -4,7 +4,7 @@
 is refused rather than guessed at.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: list[list[str]] = [
     # version 0 -> 1: the first schema
@@ -71,5 +71,38 @@ _MIGRATIONS: list[list[str]] = [
             silent_since REAL NOT NULL,
             event_id TEXT NOT NULL
         )""",
+    ],
+    # version 2 -> 3: why an image was skipped, for machines (issue 12): `camwatch retry
+    # --skipped --reason KIND`, and images skipped for a reason the configuration has lifted
+    # (too large for the old max_image_bytes) considered again at start. NULL: unknown.
+    [
+        "ALTER TABLE images ADD COLUMN skip_kind TEXT",
+        "CREATE INDEX images_skipped ON images(skip_kind) WHERE state = 'skipped'",
+        # Rows skipped before: their reason texts have not changed since the first release, so
+        # each maps to its kind; what matches none stays NULL.
+        *(
+            f"UPDATE images SET skip_kind = '{kind}' WHERE state = 'skipped' AND ({where})"
+            for kind, where in (
+                ("too_large", "last_error LIKE '%max_image_bytes%'"),
+                ("incomplete", "last_error LIKE 'not a complete JPEG/PNG %'"),
+                ("waiting", "last_error = 'incomplete; waiting for the rest'"),
+                (
+                    "unsafe_path",
+                    "last_error IN ('resolves outside the camera folder',"
+                    " 'is not below its camera folder', 'is in a symbolically linked folder',"
+                    " 'is a symbolic link', 'is not a regular file',"
+                    " 'has more than one hard link')",
+                ),
+                ("vanished", "last_error = 'file vanished before it was read'"),
+                ("duplicate", "last_error = 'same bytes already captioned'"),
+                ("no_camera", "last_error = 'camera not configured'"),
+                ("superseded", "last_error = 'superseded'"),
+            )
+        ),
+    ],
+    # version 3 -> 4: the timeline page (issue 13): the alerts of an image, and the images that
+    # raised one, newest first (of one camera too: it is in the index).
+    [
+        "CREATE INDEX alerts_image ON alerts(image_id, camera)",
     ],
 ]
