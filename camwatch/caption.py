@@ -14,7 +14,9 @@ How answers are read (see errors.py for what each exception means to the caller)
 | HTTP 2xx, JSON with a success code and `data.text`       | CaptionResult                      |
 | HTTP 401/403, or code 0401/401/0403/403                  | AuthError at once (one request)    |
 | HTTP 402, or code 0402/402                               | CreditsError at once               |
-| HTTP 400/404/413/415/422, other 4xx, 3xx                 | PermanentCaptionError at once      |
+| HTTP 400/404/413/415/422, other 4xx, 3xx                 | PermanentCaptionError at once (a   |
+|                                                          | 404/405 says which URL was posted  |
+|                                                          | to and to check base_url, endpoint)|
 | connection error, timeout, HTTP 408/425/429/5xx,         | retried; TransientCaptionError     |
 | code 0429/429, an answer that is not the expected JSON   | when the attempts are used up      |
 | any other code (-1, ...)                                 | retried; then PermanentCaptionError|
@@ -26,6 +28,8 @@ exception message, and scrubbed from any text the server sends back before that 
 from __future__ import annotations
 
 import email.utils
+import functools
+import http
 import json
 import math
 import re
@@ -45,7 +49,7 @@ from tenacity import (
 )
 
 from camwatch.backoff import backoff
-from camwatch.config import CaptionConfig
+from camwatch.config import CaptionConfig, scrub_url
 from camwatch.errors import (
     AuthError,
     CaptionAborted,
@@ -56,6 +60,7 @@ from camwatch.errors import (
     TransientCaptionError,
 )
 from camwatch.log import get_logger
+from camwatch.metrics import Metrics
 from camwatch.prompts import Prompts, mime_type, prompt_fields
 from camwatch.sessions import (
     answer_deadline,
@@ -68,6 +73,9 @@ log = get_logger(__name__)
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 PERMANENT_STATUS = frozenset({400, 404, 413, 415, 422})
+# Answers that mean nothing takes an upload at this address: base_url or endpoint is wrong.
+ADDRESS_STATUS = frozenset({404, 405})
+DEFAULT_BASE_URL = str(CaptionConfig.model_fields["base_url"].default)
 AUTH_STATUS = frozenset({401, 403})
 CREDITS_STATUS = frozenset({402})
 
@@ -124,10 +132,12 @@ class CaptionClient:
         api_key: str,
         stop: threading.Event | None = None,
         session: requests.Session | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Given the caption settings and the API key, build a client. `stop`, when set, aborts
         any wait between tries; `session` replaces the client's own (which it then does not
-        close). Raise ConfigError if the key cannot be sent in an HTTP header."""
+        close); `metrics` counts the requests. Raise ConfigError if the key cannot be sent in an
+        HTTP header."""
         key = api_key.strip()
         if not key or _HEADER_UNSAFE.search(key) or not key.isascii():
             # Never quote the key: the message ends up in logs.
@@ -138,6 +148,7 @@ class CaptionClient:
         self._auth = _KeyAuth(key)
         self._key = key
         self._stop = stop if stop is not None else threading.Event()
+        self._metrics = metrics if metrics is not None else Metrics()
         self._url = config.base_url + config.endpoint
         self._own_session = session is None
         if session is None:
@@ -153,9 +164,13 @@ class CaptionClient:
 
     # -- public calls ------------------------------------------------------------------------
 
-    def caption_file(self, data: bytes, filename: str, prompts: Prompts) -> CaptionResult:
+    def caption_file(
+        self, data: bytes, filename: str, prompts: Prompts, logger: Any = None
+    ) -> CaptionResult:
         """Given an image's bytes, its file name and the prompts, upload it as multipart form
-        data and return its caption. Raise a CaptionError subclass if there is none."""
+        data and return its caption. Raise a CaptionError subclass if there is none. `logger`
+        (default the module's) logs the retries: the caller binds what the client does not
+        know, such as the image's camera and path."""
         name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "image.jpg"
         req = json.dumps(prompt_fields(prompts), ensure_ascii=False).encode("utf-8")
         # Encoded once (the same urllib3 encoder requests would use), not again on every try.
@@ -166,14 +181,15 @@ class CaptionClient:
             ]
         )
         headers = {"Content-Type": content_type}
-        return self._call(lambda: self._post(data=body, headers=headers))
+        return self._call(lambda: self._post(data=body, headers=headers), logger)
 
-    def caption_url(self, url: str, prompts: Prompts) -> CaptionResult:
+    def caption_url(self, url: str, prompts: Prompts, logger: Any = None) -> CaptionResult:
         """Given a public URL of an image and the prompts, have the API fetch it and return its
-        caption. Raise a CaptionError subclass if there is none."""
+        caption. Raise a CaptionError subclass if there is none. `logger` as for
+        `caption_file`."""
         body = json.dumps({"url": url, **prompt_fields(prompts)}, ensure_ascii=False)
         headers = {"Content-Type": "application/json"}
-        return self._call(lambda: self._post(data=body.encode("utf-8"), headers=headers))
+        return self._call(lambda: self._post(data=body.encode("utf-8"), headers=headers), logger)
 
     def close(self) -> None:
         """Close the connection pool (only the client's own session). Idempotent."""
@@ -190,18 +206,18 @@ class CaptionClient:
 
     # -- the retry loop ----------------------------------------------------------------------
 
-    def _call(self, send: Any) -> CaptionResult:
+    def _call(self, send: Any, logger: Any = None) -> CaptionResult:
         retry = self.config.retry
         retrying = Retrying(
             stop=stop_after_attempt(retry.attempts),
             wait=self._wait,
             retry=retry_if_exception_type(_Retry),
             sleep=self._sleep,
-            before_sleep=self._log_retry,
+            before_sleep=functools.partial(self._log_retry, log if logger is None else logger),
             reraise=True,
         )
         try:
-            return retrying(self._attempt, send)
+            return retrying(self._attempt, self._metrics.caption_attempts(send, retry.attempts))
         except _Retry as exhausted:
             error = exhausted.error
         raise error  # outside the except block: no "during handling" noise in tracebacks
@@ -235,10 +251,10 @@ class CaptionClient:
         if self._stop.wait(seconds):
             raise CaptionAborted("shutdown requested while waiting to retry the caption request")
 
-    def _log_retry(self, state: RetryCallState) -> None:
+    def _log_retry(self, logger: Any, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning(
+        logger.warning(
             "caption_retry",
             attempt=state.attempt_number,
             attempts=self.config.retry.attempts,
@@ -292,7 +308,8 @@ class CaptionClient:
             error = TransientCaptionError(f"HTTP {status} from caption API{detail}", hint)
             raise _Retry(error, hint)
         if status in PERMANENT_STATUS or 400 <= status < 500:
-            raise PermanentCaptionError(f"HTTP {status} from caption API{detail}")
+            hint = f"; {self._address_hint(status)}" if status in ADDRESS_STATUS else ""
+            raise PermanentCaptionError(f"HTTP {status} from caption API{detail}{hint}")
         if not 200 <= status < 300:
             where = response.headers.get("Location", "")
             raise PermanentCaptionError(
@@ -331,6 +348,17 @@ class CaptionClient:
         tokens_in, tokens_out = _count(token.get("input")), _count(token.get("output"))
         total = _count(token.get("total")) if "total" in token else tokens_in + tokens_out
         return CaptionResult(text, tokens_in, tokens_out, total)
+
+    def _address_hint(self, status: int) -> str:
+        """Return what to check when the API says there is nothing at the address posted to:
+        the URL as posted (never a user, password or query), and the two settings it is made
+        of (a `base_url` with the endpoint pasted in is the usual mistake)."""
+        url = scrub_url(self._url, keep_path=True) or "the configured address"
+        return (
+            f"the API answered {status} {http.HTTPStatus(status).phrase} for POST {url}:"
+            f" check caption.base_url (the address only, e.g. {DEFAULT_BASE_URL})"
+            " and caption.endpoint"
+        )
 
     def _retry_after(self, response: requests.Response) -> float | None:
         seconds = parse_retry_after(response.headers.get("Retry-After"))

@@ -6,7 +6,9 @@ after a failure, tries one more; if that fails too the target is down, and the t
 the next try (exponential backoff with jitter up to `delivery.backoff_max`), so an outage costs
 two requests per backoff step, not one per alert, while one alert that fails on its own does not
 hold back the alerts behind it. An alert the target refuses for good goes to the dead letters
-with the reason; one older than `delivery.max_age` is expired with an error log.
+with the reason; one older than `delivery.max_age` is expired with an error log. Each line about
+an alert names its target (`target`, `kind`) and, for a failure, what the sender said of it
+(`failure`, `reason`, `address`, `url`: see DeliveryError), never a credential.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from camwatch.backoff import backoff
 from camwatch.config import Config, DeliveryConfig
 from camwatch.errors import DeliveryFailed, DeliveryRefused, StateError
 from camwatch.log import get_logger
+from camwatch.metrics import Metrics
 from camwatch.senders import Sender, TargetKind, senders_for
 from camwatch.store import OutboxRow, Store
 
@@ -41,8 +44,10 @@ class TargetWorker:
         delivery: DeliveryConfig,
         on_delivered: OnDelivered,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sender = sender
+        self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.delivery = delivery
         self._on_delivered = on_delivered
@@ -109,10 +114,15 @@ class TargetWorker:
         """Try one alert. Return None if it is settled (delivered, dead or expired), else the
         wait before its next try."""
         alog = log.bind(
-            target=self.sender.name, event_id=row.event_id, rule=row.rule, camera=row.camera
+            target=self.sender.name,
+            kind=str(self.sender.kind),
+            event_id=row.event_id,
+            rule=row.rule,
+            camera=row.camera,
         )
         if self._clock() - row.created_at > self.delivery.max_age:
             self.store.expire(row.id, f"undelivered after max_age {self.delivery.max_age:g}s")
+            self.metrics.delivery(self.sender.name, "dropped")
             alog.error("alert_expired", attempts=row.attempts)
             return None
         try:
@@ -127,11 +137,13 @@ class TargetWorker:
                 raise DeliveryFailed(f"unexpected failure ({type(exc).__name__})") from None
         except DeliveryRefused as exc:
             self.store.dead_letter(row.id, str(exc))
+            self.metrics.delivery(self.sender.name, "dropped")
             alog.error(
                 "alert_dead_lettered",
                 attempts=row.attempts + 1,
                 error=str(exc),
                 hint="fix the target, then `camwatch retry --alerts`",
+                **exc.fields(),
             )
             return None
         except DeliveryFailed as exc:
@@ -140,17 +152,19 @@ class TargetWorker:
                 row.attempts + 1, delivery.backoff_initial, delivery.backoff_max, rng=self._rng
             )
             self.store.postpone(row.id, self._clock() + wait, str(exc))
+            self.metrics.delivery(self.sender.name, "failed")
             alog.warning(
                 "alert_delivery_failed",
                 attempts=row.attempts + 1,
                 retry_in=round(wait, 3),
                 error=str(exc),
+                **exc.fields(),
             )
             return wait
         self.store.delivered(row.id)
+        self.metrics.delivery(self.sender.name, "delivered")
         alog.info(
             "alert_delivered",
-            kind=str(self.sender.kind),
             attempts=row.attempts + 1,
             outcome="delivered",
         )
@@ -161,8 +175,14 @@ class TargetWorker:
 class Dispatcher:
     """Runs one TargetWorker per configured target."""
 
-    def __init__(self, store: Store, on_delivered: OnDelivered = lambda row, sender: None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_delivered: OnDelivered = lambda row, sender: None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self._on_delivered = on_delivered
         self._workers: dict[tuple[str, str], TargetWorker] = {}
         self._stop = threading.Event()  # interrupts the senders' in-call retries at shutdown
@@ -184,7 +204,9 @@ class Dispatcher:
             if key in self._workers:
                 sender.close()  # the running one is the same target
                 continue
-            worker = TargetWorker(sender, self.store, config.delivery, self._on_delivered)
+            worker = TargetWorker(
+                sender, self.store, config.delivery, self._on_delivered, metrics=self.metrics
+            )
             self._workers[key] = worker
             worker.start()
         for kind in TargetKind:

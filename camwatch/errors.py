@@ -87,7 +87,32 @@ class CaptionAborted(CaptionError):
 
 
 class DeliveryError(CamwatchError):
-    """An alert did not reach a target."""
+    """An alert did not reach a target. Besides the message, what the log shows as fields (each
+    None where it does not apply): `failure`, the kind of failure in a stable word or two
+    ("refused", "timed out", "tls", "dns", "reset", "http 503", ... see camwatch/netfail.py);
+    `reason`, the same for people; `address`, the target's `host:port` (never its credentials,
+    path or query); `url`, which of a notify target's URLs (`urls[1]`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure: str | None = None,
+        reason: str | None = None,
+        address: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.reason = reason
+        self.address = address
+        self.url = url
+
+    def fields(self) -> dict[str, str]:
+        """Return the structured fields that are set, for a log line."""
+        named = {"failure": self.failure, "reason": self.reason, "address": self.address}
+        named["url"] = self.url
+        return {key: value for key, value in named.items() if value is not None}
 
 
 class DeliveryFailed(DeliveryError):

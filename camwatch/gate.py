@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from camwatch.backoff import backoff
 from camwatch.config import CaptionConfig
@@ -104,9 +105,9 @@ class CaptionGate:
                 self._probing = False
                 self._cond.notify_all()
 
-    def outage(self, reason: str, retry_after: float | None, probe: bool) -> float:
+    def outage(self, reason: str, retry_after: float | None, probe: bool, **fields: Any) -> float:
         """Record that the API stayed unreachable through every retry: open the gate. Return
-        how long it stays open."""
+        how long it stays open. `fields` (the image that met the outage) go on the log line."""
         with self._cond:
             if self.state == GateState.PAUSED:
                 if probe:
@@ -121,7 +122,9 @@ class CaptionGate:
             if retry_after:
                 period = max(period, retry_after)
             if self.state == GateState.CLOSED:
-                log.error("caption_api_unavailable", reason=reason, pause_s=round(period, 3))
+                log.error(
+                    "caption_api_unavailable", reason=reason, pause_s=round(period, 3), **fields
+                )
             self.state, self.reason = GateState.OPEN, reason
             self._until = self._clock() + period
             if probe:
@@ -129,9 +132,10 @@ class CaptionGate:
             self._cond.notify_all()
             return period
 
-    def pause(self, reason: str, probe: bool) -> float:
+    def pause(self, reason: str, probe: bool, **fields: Any) -> float:
         """Record an answer that every image would get (bad key, no credits): pause captioning
-        and probe every `pause_probe`. Logs once per pause. Return the pause period."""
+        and probe every `pause_probe`. Logs once per pause, with `fields` (the image that got
+        the answer). Return the pause period."""
         with self._cond:
             if self.state != GateState.PAUSED:
                 log.error(
@@ -139,6 +143,7 @@ class CaptionGate:
                     reason=reason,
                     probe_every_s=self.pause_probe,
                     hint="fix the key or the account; a reload (SIGHUP) or restart resumes",
+                    **fields,
                 )
             self.state, self.reason = GateState.PAUSED, reason
             self._until = self._clock() + self.pause_probe

@@ -3,7 +3,9 @@
 The body was built once, when the alert was decided, and is sent byte for byte on every try with
 the same event id, so a receiver can verify it and drop duplicates. A 2xx answer is delivery; 404
 and 410 (the URL is wrong or gone) are refused for good; anything else (a refused connection, a
-timeout, 5xx, 429, another 4xx) is tried again.
+timeout, 5xx, 429, another 4xx) is tried again. A failure names the webhook, its `host:port` (the
+URL's user, password, path and query may be credentials: never shown) and the kind of failure
+(camwatch/netfail.py), which the dispatcher logs as fields.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from camwatch import __version__
 from camwatch.backoff import backoff
 from camwatch.config import Config, WebhookConfig
 from camwatch.errors import DeliveryFailed, DeliveryRefused
+from camwatch.netfail import classify, host_port, http_failure
 from camwatch.senders import Sender, TargetKind
 from camwatch.sessions import answer_deadline, deadline_session, settle_environment
 
@@ -113,6 +116,7 @@ def post_webhook(
     into a GET whose 2xx would count as delivery), and reads at most a few kB of the answer
     within `timeout`, so a receiver that drips or floods cannot hold the target's thread."""
     raw = body.encode()
+    address = host_port(hook.url)  # what a failure names: never the URL's credentials or path
 
     def attempt() -> int:
         headers = webhook_headers(event_id, raw, hook)
@@ -131,17 +135,36 @@ def post_webhook(
                     location = response.headers.get("Location", "")
                     _drain(response)
         except requests.RequestException as exc:
-            raise DeliveryFailed(f"{type(exc).__name__} reaching webhook {hook.name!r}") from None
+            why = classify(exc, hook.timeout)
+            raise DeliveryFailed(
+                f"webhook {hook.name!r} at {address}: {why.reason}",
+                failure=why.failure,
+                reason=why.reason,
+                address=address,
+            ) from None
         if 200 <= status < 300:
             return status
+        answered = http_failure(status)
+        fields = {"failure": answered.failure, "reason": answered.reason, "address": address}
         if status in REFUSED_STATUSES:
-            raise DeliveryRefused(f"HTTP {status} from webhook {hook.name!r}")
+            raise DeliveryRefused(f"HTTP {status} from webhook {hook.name!r}", **fields)
         if 300 <= status < 400:
+            fields["reason"] = f"a redirect to {_where(location)}, not followed"
             raise DeliveryFailed(
                 f"HTTP {status} from webhook {hook.name!r}: a redirect to {_where(location)},"
-                " not followed (set the webhook's url to where it points)"
+                " not followed (set the webhook's url to where it points)",
+                **fields,
             )
-        raise DeliveryFailed(f"HTTP {status} from webhook {hook.name!r}")
+        raise DeliveryFailed(f"HTTP {status} from webhook {hook.name!r}", **fields)
+
+    failed: list[DeliveryFailed] = []
+
+    def attempt_noted() -> int:
+        try:
+            return attempt()
+        except DeliveryFailed as exc:
+            failed.append(exc)
+            raise
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(DeliveryFailed),
@@ -150,7 +173,12 @@ def post_webhook(
         sleep=_interruptible_sleep(stop),
         reraise=True,
     )
-    return int(retrying(attempt))
+    try:
+        return int(retrying(attempt_noted))
+    except _Stopped:
+        pass
+    # Shutting down between two tries: the last try's failure is what the outbox keeps.
+    raise failed[-1]
 
 
 def _drain(response: requests.Response) -> None:
@@ -173,10 +201,14 @@ def _quick_wait(quick: QuickRetry) -> Any:
     return wait
 
 
+class _Stopped(Exception):
+    """Internal: shutdown was requested while waiting for the next quick try."""
+
+
 def _interruptible_sleep(stop: threading.Event) -> Any:
     def sleep(seconds: float) -> None:
         if stop.wait(seconds):
-            raise DeliveryFailed("shutting down")
+            raise _Stopped
 
     return sleep
 

@@ -260,7 +260,8 @@ def test_receiver_down_then_up(
     with capture_logs() as logs:
         dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
         poll(lambda: events(logs, "alert_delivery_failed"), message="a refused delivery")
-    assert "ConnectionError" in events(logs, "alert_delivery_failed")[0]["error"]
+    failed = events(logs, "alert_delivery_failed")[0]
+    assert (failed["failure"], failed["address"]) == ("refused", f"127.0.0.1:{receiver.port}")
     assert delivered.items == []
     assert receiver.count == 0
     receiver.come_up()
