@@ -10,8 +10,11 @@ before giving up, so that an operator fixes a file in one pass:
                                   extra="forbid" (a misspelt key is an
                                   error, not an ignored setting)
                                   durations, URLs, time ranges, days        values.py
+                                  pydantic's errors in plain words, with    messages.py
+                                  the nearest key for a misspelt one
     4. check across sections      duplicate names, unknown references,      load.py
                                   folders inside one another
+                                  notify URLs no Apprise plugin accepts     apprise_urls.py
     -> Config
 
 `load_config(path)` runs the four steps on a file, `parse_config(data)` steps 2-4 on a tree
@@ -22,13 +25,20 @@ Whatever a file holds, loading ends in a Config or a ConfigError: a file that is
 UTF-8, too deep or uses YAML aliases is refused with its name and line:column (load.py).
 A valid configuration may still deserve a warning (audit.py): secrets in a file every user can
 read (`readable_secrets`), a link-local or metadata address, an API key sent over plain http
-(`address_warnings`). Messages never quote more of a URL than `scrub_url` shows.
+(`address_warnings`), no rules at all (`rule_warnings`). Messages never quote more of a URL than
+`scrub_url` shows. What depends on the machine and the user running the check (can the state_dir
+be written, the camera folders read) is `check-config`'s preflight (preflight.py).
 
 The names other modules use are re-exported here, so that they import from `camwatch.config`
 and not from the step that happens to define a name.
 """
 
-from camwatch.config.audit import ReadableSecrets, address_warnings, readable_secrets
+from camwatch.config.audit import (
+    ReadableSecrets,
+    address_warnings,
+    readable_secrets,
+    rule_warnings,
+)
 from camwatch.config.load import (
     DEFAULT_CONFIG_PATH,
     MIN_SECRET_LENGTH,
@@ -41,6 +51,7 @@ from camwatch.config.models import (
     CaptionConfig,
     Config,
     DeliveryConfig,
+    HttpConfig,
     MatchingConfig,
     NotifyConfig,
     RuleConfig,
@@ -56,6 +67,7 @@ __all__ = [
     "CaptionConfig",
     "Config",
     "DeliveryConfig",
+    "HttpConfig",
     "MatchingConfig",
     "NotifyConfig",
     "ReadableSecrets",
@@ -69,5 +81,6 @@ __all__ = [
     "parse_time_range",
     "readable_secrets",
     "resolve_api_key",
+    "rule_warnings",
     "scrub_url",
 ]

@@ -1,4 +1,4 @@
-"""Warnings about a valid configuration: things that work but expose something.
+"""Warnings about a valid configuration: things that work but expose something, or do nothing.
 
 None of these makes a configuration invalid (exit 78 would stop a running setup over a
 judgement call); `check-config` prints them on stderr and exits 0, and `run` logs the one about
@@ -10,6 +10,7 @@ the file's permissions.
   answer (169.254.169.254 hands out the machine's cloud credentials: a webhook pointed there by
   mistake or by a hostile edit posts to it and may log its answer), and a caption API reached
   over plain http:// on another machine, which sends the API key in clear.
+- `rule_warnings`: no rules, so that nothing will ever alert (a valid setup while trying things).
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def inline_secret_fields(tree: Any) -> list[str]:
                         and written_text(header).strip()
                     ):
                         fields.append(join_path(f"webhooks[{i}].headers", str(name)))
+    http = tree.get("http")
+    token = http.get("token") if isinstance(http, dict) else None
+    if isinstance(token, str) and written_text(token).strip():
+        fields.append("http.token")
     for i, target in enumerate(_list(tree.get("notify"))):
         if isinstance(target, dict):
             for j, url in enumerate(_list(target.get("urls"))):
@@ -203,3 +208,10 @@ def address_warnings(config: Config) -> list[str]:
         for j, url in enumerate(target.urls):
             warnings += _metadata_warning(f"notify[{i}].urls[{j}]", url.get_secret_value())
     return warnings
+
+
+def rule_warnings(config: Config) -> list[str]:
+    """Return a warning if no rule is configured: every image is captioned and none alerts."""
+    if not config.rules:
+        return ["rules: none configured; no image will ever raise an alert"]
+    return []

@@ -1,7 +1,8 @@
 """From a YAML file to a validated Config: the steps run in order, problems gathered per step.
 
-Also here: the checks that span sections, pydantic's errors turned into `field.path: message`
-lines, and the API key, which may come from outside the file.
+Also here: the checks that span sections (and the notify URLs, apprise_urls.py), and the API
+key, which may come from outside the file. pydantic's errors become `field.path: message` lines
+in messages.py.
 
 The file may be hostile or broken (the daemon reloads it on SIGHUP, check-config runs in CI on
 files from pull requests): whatever it holds, loading ends in a Config or a ConfigError, never in
@@ -13,15 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from camwatch.config.apprise_urls import apprise_url_problems
 from camwatch.config.environment import interpolate, join_path
+from camwatch.config.messages import validation_problems
 from camwatch.config.models import CaptionConfig, Config
 from camwatch.config.values import shown
 from camwatch.errors import ConfigError
@@ -248,38 +249,6 @@ def _key_length(secret: str) -> int:
     return len(secret)
 
 
-# Parts of a pydantic location that name a validator or a union member, not a field.
-_SCHEMA_PART = re.compile(r"^(function-|tagged-union|lax-or-strict|json-or-python|is-instance)")
-
-
-def format_loc(loc: Iterable[int | str]) -> str:
-    """Given a pydantic error location such as `('rules', 2, 'cooldown')`, return
-    `rules[2].cooldown`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":  # a dict key of the wrong type
-            out += "[key]"
-        elif part and not _SCHEMA_PART.match(str(part)):
-            out = join_path(out, str(part))
-    return out or "<root>"
-
-
-def _describe(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (misspelt?)"
-    if kind == "missing":
-        return "required"
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    if kind in {"literal_error", "enum"}:
-        return f"{message}, got {shown(error.get('input'))}"
-    return message
-
-
 def _tree_problems(data: Any) -> list[str]:
     """Return what no setting can hold, found in one walk of a parsed tree: text that is not
     valid Unicode (a lone surrogate, from a YAML escape such as "\\ud800": it cannot be
@@ -330,21 +299,6 @@ def _bounded(problems: list[str]) -> list[str]:
     return [*problems[:MAX_PROBLEMS], f"<root>: {hidden} more problem(s) not shown"]
 
 
-def validation_problems(exc: ValidationError) -> list[str]:
-    """Given pydantic's error, return one `path: message` line per problem."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = list(error["loc"])
-        message = _describe(error)
-        # A model-level check names its field in the message ("public_url: required ...").
-        field = re.match(r"^([a-z_]+): (.*)$", message)
-        if field and error["type"] == "value_error":
-            loc.append(field.group(1))
-            message = field.group(2)
-        problems.append(f"{format_loc(loc)}: {message}")
-    return problems
-
-
 def parse_config(data: Any, environ: dict[str, str] | os._Environ[str] | None = None) -> Config:
     """Given a parsed YAML tree, return the validated Config. Raise ConfigError otherwise."""
     if data is None:
@@ -365,8 +319,8 @@ def parse_config(data: Any, environ: dict[str, str] | os._Environ[str] | None = 
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_bounded(validation_problems(exc))) from None
-    problems = _cross_checks(config) + _secret_problems(config)
+        raise ConfigError(_bounded(validation_problems(exc, Config))) from None
+    problems = _cross_checks(config) + _secret_problems(config) + apprise_url_problems(config)
     if problems:
         raise ConfigError(_bounded(problems))
     return config
@@ -408,7 +362,9 @@ def resolve_api_key(caption: CaptionConfig, environ: Any = None) -> str:
         return key
     raise ConfigError(
         [
-            "caption.api_key: no API key: set caption.api_key (e.g. ${CAMWATCH_API_KEY}),"
-            " caption.api_key_file, or a systemd credential named api_key"
+            "caption.api_key: no API key: export CAMWATCH_API_KEY (read by"
+            " `api_key: ${CAMWATCH_API_KEY:-}`), or set caption.api_key_file to a file holding"
+            " it, or under systemd give the credential api_key"
+            " (LoadCredential=api_key:/etc/camwatch/api_key; see docs/systemd.md)"
         ]
     )

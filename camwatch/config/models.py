@@ -15,7 +15,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from camwatch.config.values import Day, Duration, HttpUrl, SafePath, TimeRange
+from camwatch.config.listen import Listen, parse_listen
+from camwatch.config.values import (
+    Day,
+    Duration,
+    HttpUrl,
+    SafePath,
+    TimeRange,
+    endpoint_in_base_url,
+)
+
+_MIN_TOKEN_LENGTH = 16  # as webhook secrets (load.py's MIN_SECRET_LENGTH)
 
 
 class _Model(BaseModel):
@@ -61,6 +71,14 @@ class CaptionConfig(_Model):
             raise ValueError("public_url: required when upload is 'url'")
         return self
 
+    @model_validator(mode="after")
+    def _base_url_without_endpoint(self) -> CaptionConfig:
+        # Refused at load, so that run and a reload refuse it too: every request would 404.
+        problem = endpoint_in_base_url(self.base_url, self.endpoint)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
 
 class CameraConfig(_Model):
     name: str = Field(min_length=1)
@@ -84,6 +102,10 @@ class CameraConfig(_Model):
             resolved = Path(os.path.realpath(os.path.expanduser(value)))
             if resolved.exists() and not resolved.is_dir():
                 raise ValueError(f"not a directory: {str(value)!r}")
+        except PermissionError:
+            # A folder above it that this user cannot enter: like a missing folder, the daemon
+            # waits for it; check-config says which folder and how to grant access.
+            return resolved
         except OSError as exc:
             # exists() lets EACCES, ENAMETOOLONG (a long symlink target), EIO through: a
             # problem with this field, not a traceback.
@@ -188,6 +210,50 @@ class LogConfig(_Model):
         return value.lower() if isinstance(value, str) else value
 
 
+class HttpConfig(_Model):
+    """The HTTP listener: /metrics, /healthz and the timeline."""
+
+    listen: str = "127.0.0.1:9108"
+    token: SecretStr | None = None
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: Any) -> str:
+        return str(parse_listen(value))
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Never quote the token: the message ends up in logs.
+        if value is not None:
+            token = value.get_secret_value()
+            if not token.strip():
+                raise ValueError("empty; remove the key for no token (loopback only)")
+            if not token.isascii() or not token.isprintable() or " " in token:
+                raise ValueError("only printable ASCII without spaces (it travels in a header)")
+            if len(token) < _MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"shorter than {_MIN_TOKEN_LENGTH} characters; anyone who can reach the"
+                    " listener could guess it (e.g. openssl rand -hex 32)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpConfig:
+        if self.token is None and not self.address.loopback:
+            raise ValueError(
+                f"token: required when listen ({self.listen}) is not a loopback address:"
+                " whoever can reach it could read every caption (e.g. token:"
+                " ${CAMWATCH_HTTP_TOKEN}, made with openssl rand -hex 32)"
+            )
+        return self
+
+    @property
+    def address(self) -> Listen:
+        """Return where to listen, parsed."""
+        return parse_listen(self.listen)
+
+
 class Config(_Model):
     caption: CaptionConfig = CaptionConfig()
     cameras: list[CameraConfig] = Field(min_length=1)
@@ -204,6 +270,7 @@ class Config(_Model):
     notify: list[NotifyConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
+    http: HttpConfig | None = None  # without it, no listener
 
     @field_validator("timezone")
     @classmethod

@@ -25,6 +25,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 # platform's timeout limit (about 292 years of nanoseconds) raises OverflowError deep inside a
 # worker thread. A century is longer than any setting means and still far below that limit.
 MAX_DURATION = 100 * 365 * 86400.0
+# Said after "expected a duration, got X": the message keeps the documented prefix
+# (`rules[2].cooldown: expected a duration, got 'soon'`) and then says what would do.
+DURATION_FORMS = "(write e.g. 500ms, 1.5s, 5m, 2h or 7d, or a number of seconds)"
 
 
 def shown(value: Any) -> str:
@@ -40,21 +43,21 @@ def shown(value: Any) -> str:
 def parse_duration(value: Any) -> float:
     """Given a number of seconds or a string such as `500ms`, `1.5s`, `5m`, `2h`, `7d`, return
     seconds, finite and at most MAX_DURATION. Raise ValueError with the offending value
-    otherwise."""
+    otherwise; a value that is no duration at all also gets the forms that are."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}")
+        raise ValueError(f"expected a duration, got {value!r} {DURATION_FORMS}")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"expected a duration, got {shown(value)} (negative)")
         if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan and .inf
-            raise ValueError(f"expected a duration, got {value!r}")
+            raise ValueError(f"expected a duration, got {value!r} {DURATION_FORMS}")
         # Compared before float(): an int of 400 digits (YAML reads any length) has no float.
         seconds = value
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         # float() of 400 digits is inf, not an error: the bound below catches it.
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"expected a duration, got {shown(value)}")
+        raise ValueError(f"expected a duration, got {shown(value)} {DURATION_FORMS}")
     if not seconds <= MAX_DURATION:
         raise ValueError(f"expected a duration of at most 100 years, got {shown(value)}")
     return float(seconds)
@@ -112,6 +115,34 @@ def check_http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+
+# The caption API's paths, old and new: a base_url copied from the provider's documents often
+# carries one of them, and the client then posts to `.../uploadImg/v1/understand/uploadImg`.
+CAPTION_ENDPOINTS = ("/v1/understand/uploadImgFile", "/v1/understand/uploadImg")
+
+
+def endpoint_in_base_url(base_url: str, endpoint: str) -> str | None:
+    """Given caption.base_url and caption.endpoint, return why the base_url is wrong if its path
+    ends with the endpoint or a known caption API path; else None. The message shows the
+    address as `scrub_url` does, never a user, password or query."""
+    try:
+        path = urlsplit(base_url.strip()).path.rstrip("/")
+    except ValueError:
+        return None  # check_http_url has said so
+    for suffix in sorted({endpoint.rstrip("/"), *CAPTION_ENDPOINTS}, key=len, reverse=True):
+        if suffix and path.lower().endswith(suffix.lower()):
+            found = path[len(path) - len(suffix) :]
+            address = scrub_url(base_url, keep_path=True)
+            address = address[: len(address) - len(suffix)] if address.endswith(found) else address
+            message = (
+                f"base_url: ends with the endpoint path {found!r}; give only the address"
+                f" ({address or 'https://security.memories.ai'}); the path is caption.endpoint"
+            )
+            if found.rstrip("/") != endpoint.rstrip("/"):
+                message += f" (set it to {found!r} to use that path)"
+            return message
+    return None
+
 
 # Linux's limits (NAME_MAX, PATH_MAX). A longer name makes every os.stat() fail with
 # ENAMETOOLONG, far from the setting that caused it; here it is a problem naming its field.

@@ -17,6 +17,7 @@ from camwatch.config import (
     parse_time_range,
     resolve_api_key,
 )
+from camwatch.config.values import DURATION_FORMS
 from camwatch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,12 +86,14 @@ def test_bad_duration_names_its_field_path(cams: Path) -> None:
             {"name": "c", "any": ["z"], "cooldown": "soon"},
         ],
     )
-    assert problems(data) == ["rules[2].cooldown: expected a duration, got 'soon'"]
+    assert problems(data) == [
+        f"rules[2].cooldown: expected a duration, got 'soon' {DURATION_FORMS}"
+    ]
 
 
 def test_yaml_nan_duration_is_a_config_error(cams: Path) -> None:
     assert problems(minimal(cams, debounce=float("nan"))) == [
-        "debounce: expected a duration, got nan"
+        f"debounce: expected a duration, got nan {DURATION_FORMS}"
     ]
 
 
@@ -150,8 +153,8 @@ def test_unknown_keys_are_errors_with_their_path(cams: Path) -> None:
     data["caption"] = {"retry": {"attempt": 3}}
     assert sorted(problems(data)) == [
         "cameras[0].extra: unknown key (misspelt?)",
-        "caption.retry.attempt: unknown key (misspelt?)",
-        "debounse: unknown key (misspelt?)",
+        "caption.retry.attempt: unknown key; did you mean 'attempts'?",
+        "debounse: unknown key; did you mean 'debounce'?",
     ]
 
 
@@ -172,15 +175,15 @@ def test_missing_required_fields(cams: Path) -> None:
 def test_wrong_literals_name_the_value(cams: Path) -> None:
     data = minimal(cams, after="archive", rules=[{"name": "r", "any": ["x"], "severity": "urgent"}])
     assert sorted(problems(data)) == [
-        "after: Input should be 'keep', 'delete' or 'move', got 'archive'",
-        "rules[0].severity: Input should be 'info', 'warning' or 'critical', got 'urgent'",
+        "after: expected 'keep', 'delete' or 'move', got 'archive'",
+        "rules[0].severity: expected 'info', 'warning' or 'critical', got 'urgent'",
     ]
 
 
 def test_log_level_is_case_insensitive_but_checked(cams: Path) -> None:
     assert parse_config(minimal(cams, log={"level": "DEBUG"}), {}).log.level == "debug"
     assert problems(minimal(cams, log={"level": "loud"})) == [
-        "log.level: Input should be 'debug', 'info', 'warning' or 'error', got 'loud'"
+        "log.level: expected 'debug', 'info', 'warning' or 'error', got 'loud'"
     ]
 
 
@@ -380,10 +383,11 @@ def test_watch_settings(cams: Path) -> None:
     assert (config.cameras[0].watch, config.cameras[0].poll_interval) == ("poll", 0.5)
     assert config.cameras[0].expect_every == 7200.0
     assert problems({"cameras": [{**camera, "watch": "fanotify"}]}) == [
-        "cameras[0].watch: Input should be 'auto', 'inotify' or 'poll', got 'fanotify'"
+        "cameras[0].watch: expected 'auto', 'inotify' or 'poll', got 'fanotify';"
+        " did you mean 'inotify'?"
     ]
     assert problems({"cameras": [{**camera, "poll_interval": "soon"}]}) == [
-        "cameras[0].poll_interval: expected a duration, got 'soon'"
+        f"cameras[0].poll_interval: expected a duration, got 'soon' {DURATION_FORMS}"
     ]
     assert problems({"cameras": [{**camera, "poll_interval": 0}]}) == [
         "cameras[0].poll_interval: expected at least 50ms, got 0s"

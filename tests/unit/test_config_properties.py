@@ -35,11 +35,26 @@ ENVIRON = {"X": "value", "EMPTY": "", "SECRET": "0123456789abcdef0123"}
 _PATH = r"(<root>|[\w-]+|\[\d+\]|\['.*?'\])(\.[\w-]+|\[\d+\]|\[key\]|\[(['\"]).*?\3\])*"
 
 
+# pydantic's own wording: a person reads what was expected and what was found instead.
+RAW_PYDANTIC = re.compile(
+    r"Input should|after validation|pydantic|type=|errors\.pydantic\.dev|Field required"
+    r"|Extra inputs|Value error,",
+    re.IGNORECASE,
+)
+
+
+def without_quoted(problem: str) -> str:
+    """Return a problem without the values it quotes: a value may say anything."""
+    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "''", problem)
+
+
 def check_problems(exc: ConfigError, file: Path | None = None) -> None:
-    """Every problem is one line that starts with a field path or `file` (then `:line:col`)."""
+    """Every problem is one line that starts with a field path or `file` (then `:line:col`),
+    in camwatch's words, not pydantic's."""
     assert exc.problems, "a ConfigError with no problem"
     for problem in exc.problems:
         assert "\n" not in problem and "\r" not in problem, problem
+        assert not RAW_PYDANTIC.search(without_quoted(problem)), problem
         named_file = file is not None and problem.startswith(f"{file}:")
         assert named_file or re.match(_PATH + ": ", problem), problem
 

@@ -213,7 +213,10 @@ def test_rules_from_parse_config(tmp_path: Path) -> None:
             "rules[0].skip_if: a phrase needs at least one word, got '!!'",
         ),
         ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone 'Mars/Olympus'"),
-        ({"matching": {"negation": ["x"]}}, "matching.negation: unknown key (misspelt?)"),
+        (
+            {"matching": {"negation": ["x"]}},
+            "matching.negation: unknown key; did you mean 'negations'?",
+        ),
     ],
 )
 def test_config_errors_of_the_rule_keys(
