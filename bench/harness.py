@@ -426,8 +426,10 @@ def start_daemon(
     cameras: int = 4,
     concurrency: int = 16,
     debounce: float = 0.5,
+    extra: str = "",
 ) -> Daemon:
-    """Write a config under `root` and start `camwatch run` on it."""
+    """Write a config under `root` (with `extra` YAML appended) and start `camwatch run` on
+    it."""
     dirs = camera_dirs(root, cameras)
     cams = "\n".join(f"  - name: {d.name}\n    path: {d}" for d in dirs)
     config = root / "config.yaml"
@@ -441,7 +443,8 @@ def start_daemon(
             state=root / "state",
             hook=hook,
             secret=WEBHOOK_SECRET,
-        ),
+        )
+        + extra,
         encoding="utf-8",
     )
     return run_daemon(procs, root, config, dirs)

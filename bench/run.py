@@ -4,6 +4,8 @@ ahead of a naive script it is.
     python bench/run.py            # the full sizes (about 8 minutes on 2 cores)
     python bench/run.py --quick    # reduced sizes, under 2 minutes
     python bench/run.py --only burst,latency
+    python bench/run.py --only burst,scraped   # the burst with and without /metrics and /
+                                               # fetched every second, side by side
 
 Prints one table and writes bench/results.json. Every scenario runs the real `camwatch run` as a
 subprocess on its own temporary folder and config, against the stand-in caption API
@@ -34,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h
+from scraper import Scraper
 
 L = 0.1  # stand-in API latency, seconds
 C = 16  # caption.concurrency
@@ -41,6 +44,10 @@ DEBOUNCE = 0.5
 SLOW_L = 5.0  # the slow API of the memory scenario
 IMAGE_KB = 64  # burst and latency images: about a snapshot's size
 CAMERAS = 4
+# The scraped burst: the listener on, with a token, and these paths fetched every second.
+HTTP_TOKEN = "bench-http-token-not-secret"
+HTTP_YAML = f"http: {{listen: 127.0.0.1:0, token: {HTTP_TOKEN}}}\n"
+SCRAPED_PATHS = ("/metrics", "/")
 
 SIZES = {
     "full": {
@@ -84,25 +91,38 @@ def _ms(seconds: float) -> float:
 # -- 1 and 3: the burst -----------------------------------------------------------------------
 
 
-def burst(n: int, tmp: Path, dl: Deadline) -> dict[str, Any]:
-    """Drop `n` images at once into 4 cameras; measure throughput, CPU and memory."""
+def burst(n: int, tmp: Path, dl: Deadline, scraped: bool = False) -> dict[str, Any]:
+    """Drop `n` images at once into 4 cameras; measure throughput, CPU and memory. With
+    `scraped`, the HTTP listener is on and `/metrics` and the timeline (`/`) are each fetched
+    every second throughout (the daemon's CPU then includes answering them)."""
     datas = [h.image_bytes(h.ALERT_CAPTION, IMAGE_KB, salt=i + 1) for i in range(n)]
+    scraper: Scraper | None = None
     with h.Procs() as procs:
         api, api_pid = h.start_api(procs, L)
         hooks = h.Hooks(procs)
-        daemon = h.start_daemon(procs, tmp, api, hooks.url, CAMERAS, C, DEBOUNCE)
+        extra = HTTP_YAML if scraped else ""
+        daemon = h.start_daemon(procs, tmp, api, hooks.url, CAMERAS, C, DEBOUNCE, extra=extra)
         daemon.wait_ready(dl.left(30))
+        if scraped:
+            port = daemon.wait_event("http_listening", dl.left(10))[0]["port"]
+            scraper = Scraper(f"http://127.0.0.1:{port}", HTTP_TOKEN, SCRAPED_PATHS, every=1.0)
         time.sleep(0.5)  # let start-up settle: the figures are the burst's alone
         cpu0, api_cpu0 = h.cpu_seconds(daemon.pid), h.cpu_seconds(api_pid)
         hook_cpu0 = h.cpu_seconds(hooks.proc.pid)
         busy0, total0 = h.machine_busy()
         me0 = h.cpu_seconds(os.getpid())
         started = time.time()
+        if scraper is not None:
+            scraper.start()
         for i, data in enumerate(datas):
             h.write_file(daemon.cameras[i % CAMERAS] / f"img-{i:05d}.jpg", data)
         written = time.time()
-        if not hooks.wait_for(n, dl.left()):
-            raise h.Timeout(f"{hooks.count()}/{n} alerts before the deadline")
+        try:
+            if not hooks.wait_for(n, dl.left()):
+                raise h.Timeout(f"{hooks.count()}/{n} alerts before the deadline")
+        finally:
+            if scraper is not None:
+                scraper.stop()
         last = time.time()
         cpu = h.cpu_seconds(daemon.pid) - cpu0
         api_cpu = h.cpu_seconds(api_pid) - api_cpu0
@@ -148,6 +168,7 @@ def burst(n: int, tmp: Path, dl: Deadline) -> dict[str, Any]:
         },
         "machine_cores_busy": round((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1), 2),
         "vmhwm_mb": round(mem["VmHWM"] / 1024, 1),
+        **({"scrapes": scraper.summary()} if scraper is not None else {}),
     }
 
 
@@ -444,6 +465,7 @@ def own_rules_speed(runs: int) -> dict[str, Any]:
 
 SCENARIOS: dict[str, tuple[Callable[[Any, Path, Deadline], dict[str, Any]], str]] = {
     "burst": (burst, "burst"),
+    "scraped": (functools.partial(burst, scraped=True), "burst"),
     "latency": (latency, "latency"),
     "memory": (memory, "memory"),
     "catchup": (catchup, "catchup"),
@@ -454,7 +476,7 @@ SCENARIOS: dict[str, tuple[Callable[[Any, Path, Deadline], dict[str, Any]], str]
 
 def deadline_for(name: str, size: Any) -> float:
     """Return a scenario's time budget for its size: several times what it should take."""
-    if name == "burst":
+    if name in ("burst", "scraped"):
         return 90 + size / (C / L) * 4
     if name == "latency":
         return 60 + size * 0.2 * 3
@@ -522,6 +544,41 @@ def table(results: dict[str, Any], sizes: dict[str, Any]) -> list[list[str]]:
             f"{round(others['standin_api'] + others['receiver'] + others['benchmark'], 2)} / "
             f"{others['rest_of_machine']} of {os.cpu_count()}",
         )
+    s = results.get("scraped")
+    if not failed("1b burst, scraped", "scraped"):
+        assert s is not None
+        title = f"1b burst {s['images']} img, /metrics and / each every 1 s"
+        plain = b if b is not None and "error" not in b else None
+
+        def versus(key: str, unit: str = "") -> str:
+            return f" (without: {plain[key]}{unit})" if plain is not None else ""
+
+        add(title, "captioned images/s", f"{s['captioned_per_s']}{versus('captioned_per_s')}")
+        add(
+            title,
+            "efficiency",
+            f"{s['efficiency']}{versus('efficiency')}",
+            ">= 0.95",
+            s["efficiency"] >= 0.95,
+        )
+        add(
+            title,
+            "daemon CPU / image",
+            f"{s['cpu_ms_per_image']} ms{versus('cpu_ms_per_image', ' ms')}",
+        )
+        add(
+            title,
+            "first file written -> last alert",
+            f"{s['first_written_to_last_alert_s']} s"
+            f"{versus('first_written_to_last_alert_s', ' s')}",
+        )
+        for path, got in s["scrapes"].items():
+            add(
+                title,
+                f"GET {path}: answers, median / p95 / max",
+                f"{got['answers']} ({got['failed']} failed), {got['median_ms']} /"
+                f" {got['p95_ms']} / {got['max_ms']} ms, {got['kb']} kB",
+            )
     lat = results.get("latency")
     if not failed("2 latency", "latency"):
         assert lat is not None

@@ -376,6 +376,11 @@ class Watcher:
         """Return each camera's watch mode now (None: its folder is unavailable)."""
         return {name: watch.mode for name, watch in self._cameras.items()}
 
+    def states(self) -> dict[str, tuple[str | None, str | None]]:
+        """Return each camera's watch mode and, when its folder is not watched, why (for
+        /metrics and /healthz, from another thread: the dict is copied in one step)."""
+        return {name: (w.mode, w._unavailable) for name, w in list(self._cameras.items())}
+
     def limit_reached(self, message: str) -> None:
         for watch in list(self._cameras.values()):
             if watch.root in message and watch.mode == "inotify":
