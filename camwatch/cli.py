@@ -11,11 +11,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from camwatch import __version__
 from camwatch.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_duration
 from camwatch.errors import CaptionError, ConfigError, StateError, UsageError
 from camwatch.log import configure, get_logger, register_secrets
+from camwatch.runlock import AlreadyRunning
 
 EX_OK = 0
 EX_USAGE = 64
@@ -23,9 +25,12 @@ EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 log = get_logger(__name__)
+
+NOT_APPLIED_IN_TESTS = "schedules (active, days) and cooldowns are not applied"
 
 
 def default_config_path() -> str:
@@ -80,19 +85,51 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         _log_readable_secrets(args.config)  # on the terminal, before detaching
         return run_detached(args.config, config, args.pidfile, once=args.once)
-    configure(config.log.level, config.log.format)
+    bar = None
+    if args.once and sys.stderr.isatty() and config.log.format != "json":
+        from camwatch.progress import TerminalBar
+
+        # Log lines go through the bar, which writes each above itself: lines and bar never
+        # share a row, and every per-image line is still shown.
+        bar = TerminalBar(sys.stderr)
+    configure(config.log.level, config.log.format, stream=bar)  # type: ignore[arg-type]
     _log_readable_secrets(args.config)
-    return run_service(args.config, config, once=args.once)
+    return run_service(args.config, config, once=args.once, bar=bar)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from camwatch.config import address_warnings, readable_secrets, resolve_api_key, scrub_url
-    from camwatch.folders import choose_mode, folder_problem
+    from camwatch.config import (
+        address_warnings,
+        readable_secrets,
+        resolve_api_key,
+        rule_warnings,
+        scrub_url,
+    )
+    from camwatch.config.preflight import preflight
+    from camwatch.folders import choose_mode
     from camwatch.rules import RuleSet
 
     config = _load(args.config)
-    resolve_api_key(config.caption)
-    RuleSet(config.rules, config.matching, config.timezone)  # phrase and cue syntax
+    # Everything `run` would trip on, gathered before reporting, so that one pass fixes all.
+    problems: list[str] = []
+    for check in (
+        lambda: resolve_api_key(config.caption),
+        lambda: RuleSet(config.rules, config.matching, config.timezone),  # phrases, cues
+    ):
+        try:
+            check()
+        except ConfigError as exc:
+            problems += exc.problems
+    found = preflight(config)  # as the user running the check: state_dir, camera folders
+    problems += found.errors
+    warnings = address_warnings(config) + found.warnings + rule_warnings(config)
+    exposed = readable_secrets(args.config)
+    if exposed is not None:
+        warnings.append(exposed.message)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        raise ConfigError(problems)
     caption = config.caption
     print(f"{args.config}: OK")
     # URLs are shown as scheme://host:port (the caption API with its path): never a user,
@@ -102,20 +139,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f" upload={caption.upload}"
         f" concurrency={caption.concurrency} attempts={caption.retry.attempts}"
     )
-    warnings = address_warnings(config)
-    for i, cam in enumerate(config.cameras):
+    for cam in config.cameras:
         mode, fstype = choose_mode(cam)
         extra = f" expect_every={cam.expect_every:g}s" if cam.expect_every else ""
         print(
             f"  camera {cam.name}: {cam.path}{' (recursive)' if cam.recursive else ''}"
             f" watch={cam.watch}: {mode} on {fstype}{extra}"
         )
-        problem = folder_problem(str(cam.path))
-        if problem is not None:
-            warnings.append(
-                f"cameras[{i}].path: {str(cam.path)!r} is {problem}; the daemon starts anyway"
-                " and watches it once it is there"
-            )
     for rule in config.rules:
         conditions = []
         for key in ("any", "all", "none"):
@@ -132,18 +162,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  webhook {hook.name}: {scrub_url(hook.url)} {signed}")
     for target in config.notify:
         print(f"  notify {target.name}: {len(target.urls)} URL(s)")
+    if config.http is not None:
+        auth = "token required" if config.http.token is not None else "no token (this machine only)"
+        print(f"  http: {config.http.listen} /metrics /healthz / ({auth})")
     print(f"  debounce={config.debounce:g}s after={config.after} state_dir={config.state_dir}")
-    exposed = readable_secrets(args.config)
-    if exposed is not None:
-        warnings.append(exposed.message)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     return EX_OK
+
+
+def _read_image(path: Path, max_bytes: int) -> bytes:
+    """Return the file's bytes. Raise TooLarge, before reading it, if it is over `max_bytes`
+    (as the daemon would skip it), OSError if it cannot be read."""
+    from camwatch.errors import TooLarge
+    from camwatch.files import check_size
+
+    with path.open("rb") as handle:
+        check_size(os.fstat(handle.fileno()).st_size, max_bytes)
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while being read
+        raise TooLarge(f"more than max_image_bytes {max_bytes}")
+    return data
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
     from camwatch.caption import CaptionClient
     from camwatch.config import resolve_api_key
+    from camwatch.errors import TooLarge
     from camwatch.files import is_complete_image
     from camwatch.prompts import prompts_for
 
@@ -153,7 +196,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
     register_secrets([api_key])
     path = Path(args.image)
     try:
-        data = path.read_bytes()
+        data = _read_image(path, config.caption.max_image_bytes)
+    except TooLarge as exc:
+        # The daemon's words for the same file (`image_skipped`), and what to change.
+        print(
+            f"camwatch: {path}: skipped: {exc} (raise caption.max_image_bytes to caption it)",
+            file=sys.stderr,
+        )
+        return EX_NOINPUT
     except OSError as exc:
         print(f"camwatch: {path}: {exc.strerror}", file=sys.stderr)
         return EX_NOINPUT
@@ -165,7 +215,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
     assert camera is not None
     client = CaptionClient(config.caption, api_key)
     try:
-        result = client.caption_file(data, path.name, prompts_for(config, camera))
+        result = client.caption_file(
+            data, path.name, prompts_for(config, camera), logger=log.bind(path=str(path))
+        )
     except CaptionError as exc:
         print(f"camwatch: caption failed: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
@@ -182,22 +234,42 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
     _check_camera(config, args.camera)
     rules = RuleSet(config.rules, config.matching, config.timezone)
     captions = args.text or (line.rstrip("\n") for line in sys.stdin)
+    checked = 0
     for caption in captions:
         if not caption.strip():
             continue
+        checked += 1
         decisions = rules.evaluate(caption, args.camera, schedules=False)
         if args.json:
             print(json.dumps(decision_json(caption, decisions), ensure_ascii=False), flush=True)
         else:
             print(explain(decisions, caption), flush=True)
+    # On stderr, so that stdout stays one JSON object per caption for scripts.
+    print(
+        f"{checked} caption(s) checked; {NOT_APPLIED_IN_TESTS}",
+        file=sys.stderr,
+    )
     return EX_OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from camwatch.store import Store
+    from camwatch.store import SkipKind, Store
 
     config = _load(args.config)
     _check_camera(config, args.camera)
+    if args.reason is not None and not args.skipped:
+        raise UsageError("--reason: only with --skipped")
+    from camwatch.store.readonly import database_path
+
+    db_file = database_path(config.state_dir)
+    if not db_file.is_file():
+        # Nothing can have failed or been skipped yet; creating a database here would leave
+        # one owned by whoever ran the command, not by the daemon's user.
+        print(
+            f"camwatch: no state database yet at {str(db_file)!r}: nothing to retry",
+            file=sys.stderr,
+        )
+        return EX_OK
     store = Store(config.state_dir)
     try:
         if args.alerts:
@@ -208,6 +280,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 raise UsageError(f"--target: unknown webhook or notify target {args.target!r}")
             count = store.retry_dead_letters(args.target)
             print(f"queued {count} dead-lettered alert(s) again (the daemon sends them within 30s)")
+        elif args.skipped:
+            kind = SkipKind(args.reason) if args.reason is not None else None
+            done = store.retry_skipped(kind, args.camera)
+            which = f"reason {kind}" if kind is not None else "any reason"
+            print(f"queued {done.queued} skipped image(s) again ({which})")
+            if done.gone:
+                print(f"left {done.gone} skipped image(s) as they were: their file is gone")
         else:
             count = store.retry_failed(args.camera)
             print(f"queued {count} failed image(s) again")
@@ -217,7 +296,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from camwatch.files import printable_path
     from camwatch.rules import RuleSet
+    from camwatch.store.readonly import NoDatabase, connect_readonly
+    from camwatch.store.records import CaptionRecord
+    from camwatch.store.report import captions_since
 
     config = _load(args.config)
     _check_camera(config, args.camera)
@@ -226,24 +309,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"camwatch: --since: {exc}", file=sys.stderr)
         return EX_USAGE
-    from camwatch.store import Store
-
-    store = Store(config.state_dir)
+    # Read-only: replaying never creates a state_dir or a database, nor takes the daemon's lock.
     try:
-        records = store.captions(since, args.camera)
-    finally:
-        store.close()
+        db = connect_readonly(config.state_dir)
+    except NoDatabase as exc:
+        print(f"camwatch: {exc}", file=sys.stderr)
+        records: list[CaptionRecord] = []
+    else:
+        try:
+            records = captions_since(db, since, args.camera)
+        finally:
+            db.close()
     rules = RuleSet(config.rules, config.matching, config.timezone)
     alerts = 0
     for record in records:
         when = datetime.fromtimestamp(record.captioned_at).astimezone()
         decisions = rules.matching(record.caption, record.camera, now=when)
+        path = printable_path(record.path)
         for decision in decisions:
             alerts += 1
             line = {
                 "time": when.isoformat(timespec="seconds"),
                 "camera": record.camera,
-                "path": record.path,
+                "path": path,
                 "rule": decision.rule,
                 "matched": decision.phrases,
             }
@@ -252,13 +340,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
             else:
                 print(
                     f"{line['time']} {record.camera} {decision.rule}: {', '.join(decision.phrases)}"
-                    f"  ({record.path})"
+                    f"  ({path})"
                 )
     print(
         f"{len(records)} caption(s) replayed, {alerts} alert(s) would be sent"
         " (cooldowns not applied)",
         file=sys.stderr,
     )
+    return EX_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from camwatch import status
+    from camwatch.store.readonly import NoDatabase
+
+    config = _load(args.config)
+    try:
+        found = status.read(config)
+    except NoDatabase as exc:
+        # A fresh install, not a fault: said on stderr, exit 0; --json still prints its one
+        # object (all zeros, "database": null) for the script that reads it.
+        print(f"camwatch: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(status.to_json(status.nothing_yet(config)), ensure_ascii=False))
+        return EX_OK
+    if args.json:
+        print(json.dumps(status.to_json(found), ensure_ascii=False))
+    else:
+        print(status.render(found))
     return EX_OK
 
 
@@ -291,9 +400,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting 64 (EX_USAGE) on a bad argument as the README says, not its usual 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="camwatch",
         description="Watch camera snapshot folders, caption each image, alert on rules.",
     )
@@ -322,38 +439,105 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("check-config", help="validate the configuration"))
     p.set_defaults(func=cmd_check_config)
 
-    p = with_config(sub.add_parser("caption", help="caption one image and print the text"))
-    p.add_argument("image")
+    p = with_config(
+        sub.add_parser(
+            "caption",
+            help="caption one image and print the text",
+            description="Caption one image with the configured API and prompts and print the"
+            " text. Nothing is stored and no rule is applied. A file over"
+            " caption.max_image_bytes is refused, as the daemon would skip it.",
+        )
+    )
+    p.add_argument("image", help="the JPEG or PNG file to caption")
     p.add_argument("--camera", help="use this camera's prompts (default: the first camera's)")
     p.set_defaults(func=cmd_caption)
 
-    p = with_config(sub.add_parser("test-rules", help="show which rules match captions, and why"))
+    p = with_config(
+        sub.add_parser(
+            "test-rules",
+            help="show which rules match captions, and why (schedules and cooldowns not applied)",
+            description="Show which rules match each caption and why (which phrase). "
+            f"{NOT_APPLIED_IN_TESTS[0].upper()}{NOT_APPLIED_IN_TESTS[1:]}: every rule is"
+            " tried as if it were active now and had never alerted.",
+        )
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per caption")
     p.add_argument("--camera", help="as if the caption came from this camera")
     p.add_argument("text", nargs="*", help="captions (default: one per line on stdin)")
     p.set_defaults(func=cmd_test_rules)
 
+    from camwatch.store.records import SkipKind
+
     p = with_config(
-        sub.add_parser("retry", help="queue failed images (or, with --alerts, dead letters) again")
+        sub.add_parser(
+            "retry",
+            help="queue failed images (or skipped images, or dead-lettered alerts) again",
+            description="Queue failed images again; with --skipped, skipped images (read from"
+            " disk again; those whose file is gone are left); with --alerts, the alerts a"
+            " target refused for good. Works with the daemon running or stopped.",
+        )
     )
-    p.add_argument("--camera", help="only this camera's failed images")
-    p.add_argument(
+    p.add_argument("--camera", help="only this camera's failed (or skipped) images")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--skipped",
+        action="store_true",
+        help="queue skipped images again instead of failed ones (say, after raising"
+        " caption.max_image_bytes; the daemon also does that by itself when it starts)",
+    )
+    what.add_argument(
         "--alerts",
         action="store_true",
         help="queue again the alerts a target refused for good (dead letters), once fixed",
     )
+    p.add_argument(
+        "--reason",
+        metavar="KIND",
+        choices=[str(kind) for kind in SkipKind],
+        help="with --skipped: only images skipped for this reason: "
+        + ", ".join(str(kind) for kind in SkipKind)
+        + " (unknown: skipped before camwatch recorded reasons)",
+    )
     p.add_argument("--target", help="with --alerts: only this webhook or notify target")
     p.set_defaults(func=cmd_retry)
 
-    p = with_config(sub.add_parser("replay", help="re-run the rules over stored captions"))
+    p = with_config(
+        sub.add_parser(
+            "replay",
+            help="re-run the rules over stored captions",
+            description="Run the current rules over the captions stored in the state database,"
+            " without calling the API or sending anything, and print the alerts they would"
+            " send. Cooldowns are not applied. Reads the database only (the daemon may run).",
+        )
+    )
     p.add_argument("--since", default="24h", help="how far back (duration, default 24h)")
-    p.add_argument("--camera")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--camera", help="only this camera's captions")
+    p.add_argument("--json", action="store_true", help="one JSON object per alert")
     p.set_defaults(func=cmd_replay)
 
+    p = with_config(
+        sub.add_parser(
+            "status",
+            help="what the daemon did today: images, queue, failures, alerts, tokens",
+            description="Print, from the state database alone (the daemon may run or not), per"
+            " camera the last image and today's images by outcome and tokens; the queue; the"
+            " latest failures with their reasons; the alerts waiting per target and the oldest"
+            " one's age; the dead letters; tokens today and this month. Days are local, in"
+            " `timezone`. Before the daemon's first run there is no database: that is said on"
+            " stderr, and the exit status is 0.",
+        )
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("stop", help="stop a daemon started with --daemon --pidfile")
-    p.add_argument("--pidfile", required=True)
-    p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--pidfile", required=True, help="the pid file given to run --daemon")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for the daemon to finish its work and exit (default 15)",
+    )
     p.set_defaults(func=cmd_stop)
     return parser
 
@@ -376,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"camwatch: {exc}", file=sys.stderr)
         code = EX_USAGE
+    except AlreadyRunning as exc:
+        print(f"camwatch: {exc}", file=sys.stderr)
+        code = EX_TEMPFAIL
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

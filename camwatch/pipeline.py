@@ -34,14 +34,16 @@ from camwatch.errors import (
     ImageError,
     PausingCaptionError,
     PermanentCaptionError,
+    TooLarge,
     TransientCaptionError,
 )
 from camwatch.files import Snapshot, is_complete_image, printable_path, read_snapshot
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger
+from camwatch.metrics import Metrics
 from camwatch.prompts import prompts_for, public_url_for
 from camwatch.rules import MAX_CAPTION_CHARS, RuleDecision, RuleSet
-from camwatch.store import AlertCandidate, ImageJob, ImageState, Store
+from camwatch.store import AlertCandidate, ImageJob, ImageState, SkipKind, Store
 
 log = get_logger(__name__)
 
@@ -104,6 +106,7 @@ class Verdict:
     quiet: bool = False  # logged at info, not as a warning (and not kept as the last error)
     fields: dict[str, Any] = field(default_factory=dict)  # more for the log line
     captioned: Captioned | None = None
+    kind: SkipKind | None = None  # skipped: the kind of reason, stored for `retry --skipped`
 
 
 class Slots:
@@ -161,8 +164,10 @@ class Pipeline:
         on_done: Callable[[ImageJob, Outcome], None] = lambda job, outcome: None,
         clock: Callable[[], float] = time.time,
         on_recovered: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.gate = gate
         self._runtime = runtime
         self._stop = stop
@@ -179,6 +184,7 @@ class Pipeline:
         """Take one claimed image as far as it can go. Return its outcome."""
         rt = self._runtime()
         outcome = self.settle(job, rt, self.run(job, rt))
+        self.metrics.image_finished(job.camera, outcome)
         self._on_done(job, outcome)
         return outcome
 
@@ -186,7 +192,7 @@ class Pipeline:
         """Run the stages of one job; return its verdict (nothing is written yet)."""
         camera = rt.config.camera(job.camera)
         if camera is None:
-            return Verdict(Outcome.SKIPPED, "camera not configured")
+            return Verdict(Outcome.SKIPPED, "camera not configured", kind=SkipKind.NO_CAMERA)
         snap = self.read_and_check(job, camera, rt.config)
         if isinstance(snap, Verdict):
             return snap
@@ -214,9 +220,11 @@ class Pipeline:
                 "file vanished before it was read",
                 log_reason="file vanished",
                 quiet=True,
+                kind=SkipKind.VANISHED,
             )
         except ImageError as exc:
-            return Verdict(Outcome.SKIPPED, str(exc), _lstat(job.path))
+            kind = SkipKind.TOO_LARGE if isinstance(exc, TooLarge) else SkipKind.UNSAFE_PATH
+            return Verdict(Outcome.SKIPPED, str(exc), _lstat(job.path), kind=kind)
         except OSError as exc:
             return Verdict(Outcome.FAILED, f"cannot read: {exc.strerror}")
         if is_complete_image(snap.data):
@@ -225,16 +233,17 @@ class Pipeline:
         timeout = config.complete_timeout
         if self._clock() - snap.mtime_ns / 1e9 >= timeout:
             reason = f"not a complete JPEG/PNG {timeout:g}s after its last change"
-            return Verdict(Outcome.SKIPPED, reason, facts)
+            return Verdict(Outcome.SKIPPED, reason, facts, kind=SkipKind.INCOMPLETE)
         # Still being written (or a camera paused mid-file): the debouncer watches it again.
-        return Verdict(Outcome.WAITING, "incomplete; waiting for the rest")
+        return Verdict(Outcome.WAITING, "incomplete; waiting for the rest", kind=SkipKind.WAITING)
 
     def dedupe(self, job: ImageJob, snap: Snapshot) -> str | Verdict:
         """Return the image's sha256, or the Verdict if these bytes were captioned before."""
         sha256 = hashlib.sha256(snap.data).hexdigest()
         if self.store.is_done(job.camera, job.path, sha256):
             facts = Facts(sha256, snap.size, snap.mtime_ns)
-            return Verdict(Outcome.DUPLICATE, "same bytes already captioned", facts)
+            reason = "same bytes already captioned"
+            return Verdict(Outcome.DUPLICATE, reason, facts, kind=SkipKind.DUPLICATE)
         return sha256
 
     def caption(
@@ -252,15 +261,16 @@ class Pipeline:
         rt = self._runtime()
         config = rt.config
         prompts = prompts_for(config, config.camera(job.camera) or camera)
+        ilog = log.bind(camera=job.camera, path=job.path)  # the client's retries name the image
         try:
             with self.slots.held(self._stop) as started:
                 if config.caption.upload == "url":
                     assert config.caption.public_url is not None
                     url = public_url_for(config.caption.public_url, job.camera, job.relpath)
-                    result = rt.client.caption_url(url, prompts)
+                    result = rt.client.caption_url(url, prompts, ilog)
                 else:
                     name = printable_path(os.path.basename(job.path))
-                    result = rt.client.caption_file(snap.data, name, prompts)
+                    result = rt.client.caption_file(snap.data, name, prompts, ilog)
         except CaptionAborted:
             self.gate.released(probe)
             return Verdict(Outcome.SAVED)
@@ -270,10 +280,12 @@ class Pipeline:
                 # the reload resumed the gate; try again with the new configuration.
                 self.gate.released(probe)
                 return Verdict(Outcome.RELOADED, str(exc))
-            period = self.gate.pause(str(exc), probe)
+            period = self.gate.pause(str(exc), probe, camera=job.camera, path=job.path)
             return Verdict(Outcome.PAUSED, str(exc), facts, fields={"wait_s": period})
         except TransientCaptionError as exc:
-            period = self.gate.outage(str(exc), exc.retry_after, probe)
+            period = self.gate.outage(
+                str(exc), exc.retry_after, probe, camera=job.camera, path=job.path
+            )
             due = self._clock() + period
             fields = {"wait_s": period}
             return Verdict(Outcome.REQUEUED, str(exc), facts, due, not probe, fields=fields)
@@ -351,7 +363,13 @@ class Pipeline:
             self._record_caption(job, rt, facts, verdict.captioned, blog)
         elif outcome in (Outcome.SKIPPED, Outcome.DUPLICATE, Outcome.WAITING):
             self.store.finish(
-                job.id, ImageState.SKIPPED, reason, facts.sha256, facts.size, facts.mtime_ns
+                job.id,
+                ImageState.SKIPPED,
+                reason,
+                facts.sha256,
+                facts.size,
+                facts.mtime_ns,
+                verdict.kind,
             )
             if outcome is Outcome.WAITING:
                 self._retouch(job.camera, job.path, job.relpath)
@@ -398,6 +416,7 @@ class Pipeline:
             captioned.alerts,
         )
         self.last_caption = f"{job.camera}: {result.text}"
+        self.metrics.captioned(job.camera, tokens[0], tokens[1], [c.rule for c, s in decided if s])
         blog.info(
             "image_captioned",
             outcome=str(Outcome.CAPTIONED),

@@ -4,7 +4,8 @@
             -> dispatcher -> webhooks / notify
 
 Signal handlers only set flags and wake the main loop; the main loop reloads, sends keep-alives
-and status, prunes old records, and, with `--once`, notices when everything is drained.
+and status, prunes old records, reports progress through a burst (progress.py), and, with
+`--once`, notices when everything is drained.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from camwatch.dispatch import Dispatcher
 from camwatch.errors import ConfigError, StateError
 from camwatch.files import relative_candidate
 from camwatch.gate import CaptionGate, GateState
+from camwatch.http_server import App, HttpListener
 from camwatch.log import get_logger, register_secrets
+from camwatch.metrics import Metrics
 from camwatch.pipeline import Outcome, Pipeline, Runtime
+from camwatch.progress import Progress, TerminalBar, every_from_env
 from camwatch.rules import RuleSet
+from camwatch.runlock import state_lock
 from camwatch.scan import Scanner, scan_camera
 from camwatch.sdnotify import Notifier, WatchdogGate, watchdog_interval
 from camwatch.silence import SilenceWatch
+from camwatch.skips import reconsider_skipped
+from camwatch.state_view import Parts, ServiceView
 from camwatch.store import ImageJob, Store
+from camwatch.timeline import Timeline
 from camwatch.wakeup import Wakeup
 from camwatch.watcher import Sinks, Watcher
 from camwatch.workers import WorkerPool
@@ -38,6 +46,8 @@ log = get_logger(__name__)
 
 STOP_BUDGET_S = 8.0  # SIGTERM to exit, leaving headroom under the promised 10 s
 PRUNE_EVERY_S = 3600.0
+# How often the main loop counts the queue for progress (`--once` wakes it at every image).
+PROGRESS_LOOK_S = 0.5
 
 
 def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
@@ -51,14 +61,16 @@ def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
     # so are custom header values (Authorization: Bearer ...).
     values += [w.url for w in config.webhooks]
     values += [value for w in config.webhooks for value in w.headers.values()]
+    if config.http is not None and config.http.token is not None:
+        values.append(config.http.token.get_secret_value())
     return values
 
 
-def build_runtime(config: Config, stop: threading.Event) -> Runtime:
+def build_runtime(config: Config, stop: threading.Event, metrics: Metrics | None = None) -> Runtime:
     """Return the reloadable parts for `config`. Raise ConfigError if the API key is missing."""
     api_key = resolve_api_key(config.caption)
     register_secrets(secrets_of(config, api_key))
-    client = CaptionClient(config.caption, api_key, stop=stop)
+    client = CaptionClient(config.caption, api_key, stop=stop, metrics=metrics)
     rules = RuleSet(config.rules, config.matching, config.timezone)
     return Runtime(config=config, client=client, rules=rules)
 
@@ -74,15 +86,27 @@ def stall_limit(config: Config) -> float:
 class Service:
     """The daemon: `run()` blocks until SIGTERM/SIGINT (or, with `once`, until drained)."""
 
-    def __init__(self, config_path: str, config: Config, once: bool = False) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        config: Config,
+        once: bool = False,
+        bar: TerminalBar | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.once = once
+        self.progress = Progress(every_from_env())
+        self.bar = bar  # `--once` on a terminal
+        self._progress_look_at = 0.0
+        self._bar_total = 0
         self.stop = threading.Event()
         self._wakeup = Wakeup()
         self._reload_requested = False
         self._stop_requested = False
         self._old_clients: list[CaptionClient] = []
+        self.metrics = Metrics()
+        self.listener: HttpListener | None = None
         self.notifier = Notifier()
         self.exit_code = 0
 
@@ -120,6 +144,7 @@ class Service:
 
     def _on_done(self, job: ImageJob, outcome: Outcome) -> None:
         self._last_outcome = f"{outcome} {job.camera}:{job.relpath}"
+        self.progress.finished(outcome)
         if self.once:
             self._wakeup.set()
 
@@ -172,7 +197,9 @@ class Service:
         self.store = Store(config.state_dir)
         recovered = self.store.recover()
         self.store.skip_pending_of({c.name for c in config.cameras})
-        self.runtime = build_runtime(config, self.stop)
+        reconsider_skipped(self.store, config)  # e.g. too large for a limit since raised
+        self.metrics.prime(config)
+        self.runtime = build_runtime(config, self.stop, self.metrics)
         self.gate = CaptionGate.for_config(config.caption)
         self._last_outcome = ""
         self.debouncer = Debouncer(
@@ -188,9 +215,10 @@ class Service:
             on_alerts=lambda: self.dispatcher.wake(),
             on_done=self._on_done,
             on_recovered=lambda: self.pool.wake(),
+            metrics=self.metrics,
         )
         self.pool = WorkerPool(self.store, pipeline, self.stop)
-        self.dispatcher = Dispatcher(self.store)
+        self.dispatcher = Dispatcher(self.store, metrics=self.metrics)
         self.scanner = Scanner(self._scan)
         self.silence = SilenceWatch(self.store)
         self.watcher = Watcher(
@@ -205,6 +233,18 @@ class Service:
         self.dispatcher.sync(config)
         self.pool.resize(config.caption.concurrency)
         watched = self.watcher.sync(config.cameras)
+        self.view = ServiceView(
+            Parts(
+                state_dir=config.state_dir,
+                config=lambda: self.runtime.config,
+                gate=self.gate,
+                watching=self.watcher.states,
+                busy=lambda: self.pool.busy,
+                settling=lambda: len(self.debouncer),
+            )
+        )
+        self.metrics.watch(self.view)
+        self._sync_listener(config)
         counts = self.store.counts()
         log.info(
             "ready",
@@ -222,6 +262,13 @@ class Service:
         return self.exit_code
 
     def _main_loop(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def _loop(self) -> None:
         keepalive = watchdog_interval()
         watchdog_gate = WatchdogGate(stall_limit(self.config))
         tick = min(keepalive or 1.0, 1.0)
@@ -253,13 +300,32 @@ class Service:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
             self._check_silence()
+            self._report_progress(now)
             if self.once and self._drained():
+                self._report_progress(now, final=True)
                 log.info("once_finished", **self.store.counts())
                 break
             if self.once and self.gate.state is GateState.PAUSED:
                 log.error("once_aborted", reason=self.gate.reason)
                 self.exit_code = 1
                 break
+
+    def _report_progress(self, now: float, final: bool = False) -> None:
+        """Log a summary line when a burst is due one, and move the `--once` bar."""
+        if final or now >= self._progress_look_at:
+            self._progress_look_at = now + PROGRESS_LOOK_S
+            # Counting the queue reads the images table: not while idle (the usual state).
+            look = final or self.bar is not None or self.pool.busy > 0 or self.progress.active
+            try:
+                queued = self.store.queue_length() if look else 0
+            except StateError:
+                return  # the workers and the status line report a failing database
+            line = self.progress.observe(queued)
+            if line is not None:
+                log.info(line.event, **line.fields)
+            self._bar_total = self.progress.done_ever + queued + len(self.debouncer)
+        if self.bar is not None:
+            self.bar.update(self.progress.done_ever, self._bar_total)
 
     def _status_line(self) -> str:
         try:
@@ -305,7 +371,7 @@ class Service:
             new = load_config(self.config_path)
             if new.state_dir != self.config.state_dir:
                 raise ConfigError(["state_dir: cannot change on reload; restart instead"])
-            runtime = build_runtime(new, self.stop)
+            runtime = build_runtime(new, self.stop, self.metrics)
         except ConfigError as exc:
             log.error("reload_refused", problems=exc.problems, config=self.config_path)
             return False
@@ -330,11 +396,14 @@ class Service:
         self.gate.resume()
         try:
             self.store.skip_pending_of({c.name for c in new.cameras})
+            reconsider_skipped(self.store, new)
             added = self.watcher.sync(new.cameras)
         except (StateError, OSError) as exc:
             log.error("reload_partial", error=str(exc))
             added = []
         self.dispatcher.sync(new)
+        self.metrics.prime(new)
+        self._sync_listener(new)
         self.pool.resize(new.caption.concurrency)
         self.pool.wake()
         self.scanner.request(*added)
@@ -342,9 +411,37 @@ class Service:
         self.notifier.ready(status="reloaded")
         return True
 
+    def _sync_listener(self, config: Config) -> None:
+        """Serve HTTP as `config.http` says: start, stop or re-bind the listener (a listener
+        that could not bind is tried again at each reload), with `config`'s timeline."""
+        current = self.listener
+        if current is not None and current.http == config.http:
+            current.app.timeline = Timeline(config.state_dir, config)
+            return
+        if current is not None:
+            current.stop()
+            self.listener = None
+        if config.http is None:
+            return
+        app = App(self.metrics, self.view, Timeline(config.state_dir, config))
+        listener = HttpListener(config.http, app)
+        try:
+            listener.start()
+        except OSError as exc:
+            log.error(
+                "http_listen_failed",
+                listen=config.http.listen,
+                error=exc.strerror or str(exc),
+                hint="/metrics, /healthz and the timeline are off; fix http.listen and reload",
+            )
+            return
+        self.listener = listener
+
     def _shutdown(self) -> None:
         started = time.monotonic()
         self.notifier.stopping()
+        if self.listener is not None:
+            self.listener.stop()  # first: a page must not read what is being closed
         self.stop.set()
         self.watcher.stop()
         self.scanner.stop()
@@ -354,6 +451,7 @@ class Service:
         self.dispatcher.stop(timeout=max(STOP_BUDGET_S - (time.monotonic() - started), 0.5))
         for client in [*self._old_clients, self.runtime.client]:
             client.close()
+        self.view.close()
         if finished:
             self.store.close()
         log.info(
@@ -370,8 +468,12 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def run_service(config_path: str | Path, config: Config, once: bool = False) -> int:
-    """Run the daemon in the foreground. Return its exit status."""
-    service = Service(str(config_path), config, once=once)
-    service.install_signals()
-    return service.run()
+def run_service(
+    config_path: str | Path, config: Config, once: bool = False, bar: TerminalBar | None = None
+) -> int:
+    """Run the daemon in the foreground. Return its exit status. Raise AlreadyRunning if
+    another daemon uses the same `state_dir`."""
+    with state_lock(config.state_dir):
+        service = Service(str(config_path), config, once=once, bar=bar)
+        service.install_signals()
+        return service.run()
