@@ -47,6 +47,16 @@ class Alert:
     alerted_at: float
 
 
+def every_target(
+    config: Config, message: str
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Return every delivery target of a configuration, for the alerts about camwatch itself
+    (silent cameras, cost pauses), with `message` as each notify target's message."""
+    targets = [("webhook", w.name) for w in config.webhooks]
+    targets += [("notify", n.name) for n in config.notify]
+    return targets, {n.name: message for n in config.notify}
+
+
 def alert_body(alert: Alert) -> str:
     """Return the webhook body of the spec, as the exact text that will be sent."""
     payload = {

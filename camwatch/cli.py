@@ -162,6 +162,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  webhook {hook.name}: {scrub_url(hook.url)} {signed}")
     for target in config.notify:
         print(f"  notify {target.name}: {len(target.urls)} URL(s)")
+    costs = []
+    if caption.dedupe is not None:
+        d = caption.dedupe
+        costs.append(
+            f"dedupe(window={d.window:g}s max_distance={d.max_distance} max_change={d.max_change})"
+        )
+    if caption.strip_metadata:
+        costs.append("strip_metadata")
+    if caption.upload_max_side is not None:
+        costs.append(f"upload_max_side={caption.upload_max_side} q={caption.jpeg_quality}")
+    if caption.max_per_minute is not None:
+        costs.append(f"max_per_minute={caption.max_per_minute}")
+    if caption.daily_tokens is not None:
+        costs.append(f"daily_tokens={caption.daily_tokens}")
+    if costs:
+        print(f"  costs: {' '.join(costs)}")
     if config.http is not None:
         auth = "token required" if config.http.token is not None else "no token (this machine only)"
         print(f"  http: {config.http.listen} /metrics /healthz / ({auth})")
@@ -209,6 +225,16 @@ def cmd_caption(args: argparse.Namespace) -> int:
         return EX_NOINPUT
     if not is_complete_image(data):
         print(f"camwatch: {path}: not a complete JPEG or PNG", file=sys.stderr)
+        return EX_NOINPUT
+    # What the daemon would upload: stripped and scaled as configured.
+    from camwatch.upload import UploadError, UploadPlan, prepare
+
+    caption = config.caption
+    plan = UploadPlan(caption.strip_metadata, caption.upload_max_side, caption.jpeg_quality)
+    try:
+        data = prepare(data, plan).data
+    except UploadError as exc:
+        print(f"camwatch: {path}: cannot prepare the upload: {exc}", file=sys.stderr)
         return EX_NOINPUT
     _check_camera(config, args.camera)
     camera = config.camera(args.camera) if args.camera else config.cameras[0]

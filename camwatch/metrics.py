@@ -59,6 +59,7 @@ IMAGE_OUTCOMES = {
     "skipped": "skipped",
     "failed": "failed",
     "duplicate": "deduped",
+    "deduped": "deduped",
 }
 REQUEST_RESULTS = ("ok", "retry", "failed")
 DIRECTIONS = ("input", "output")

@@ -1,10 +1,13 @@
 """One job, from a queued file to its caption and its alerts in the outbox.
 
-A job runs four stages, each returning what it found or the verdict that ends the job:
+A job runs these stages, each returning what it found or the verdict that ends the job:
 
     read and check  the file read once, safely inside the camera's folder, and whole
     dedupe          its sha256; the same bytes already captioned end the job
-    caption         past the gate (circuit breaker) and a request slot, the API's answer
+    near duplicate  (caption.dedupe) a frame that shows what one captioned just before showed
+    prepare upload  (caption.strip_metadata, upload_max_side) what leaves the machine
+    caption         within the budget, past the gate (circuit breaker), the request pace and a
+                    request slot, the API's answer
     record          the rules matched, the alerts built
 
 and `settle` is the one place that writes the job's outcome to the store (the caption with its
@@ -27,10 +30,12 @@ from typing import Any
 
 from camwatch.alerts import alert_candidates
 from camwatch.archive import finish_file
+from camwatch.budget import Costs, RequestPace, local_day
 from camwatch.caption import CaptionClient, CaptionResult
 from camwatch.config import CameraConfig, Config
 from camwatch.errors import (
     CaptionAborted,
+    CreditsError,
     ImageError,
     PausingCaptionError,
     PermanentCaptionError,
@@ -43,7 +48,9 @@ from camwatch.log import get_logger
 from camwatch.metrics import Metrics
 from camwatch.prompts import prompts_for, public_url_for
 from camwatch.rules import MAX_CAPTION_CHARS, RuleDecision, RuleSet
+from camwatch.similar import Fingerprint, HashError, RecentFrames, fingerprint
 from camwatch.store import AlertCandidate, ImageJob, ImageState, SkipKind, Store
+from camwatch.upload import UploadError, UploadPlan, prepare
 
 log = get_logger(__name__)
 
@@ -55,6 +62,7 @@ class Outcome(StrEnum):
 
     CAPTIONED = "captioned"
     DUPLICATE = "duplicate"  # the same bytes were captioned before
+    DEDUPED = "deduped"  # a near duplicate of an image captioned just before on its camera
     SKIPPED = "skipped"  # not an image to caption (vanished, too large, never whole, ...)
     FAILED = "failed"  # given up, with the reason
     WAITING = "waiting"  # still being written: back to the debouncer
@@ -107,6 +115,7 @@ class Verdict:
     fields: dict[str, Any] = field(default_factory=dict)  # more for the log line
     captioned: Captioned | None = None
     kind: SkipKind | None = None  # skipped: the kind of reason, stored for `retry --skipped`
+    deduped_of: int | None = None  # deduped: the captioned image it matched
 
 
 class Slots:
@@ -165,8 +174,13 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         on_recovered: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
+        costs: Costs | None = None,
+        pace: RequestPace | None = None,
     ) -> None:
         self.store = store
+        self.costs = costs if costs is not None else Costs(store, clock)
+        self.pace = pace if pace is not None else RequestPace()
+        self.recent = RecentFrames()
         self.metrics = metrics if metrics is not None else Metrics()
         self.gate = gate
         self._runtime = runtime
@@ -200,11 +214,28 @@ class Pipeline:
         if isinstance(sha256, Verdict):
             return sha256
         facts = Facts(sha256, snap.size, snap.mtime_ns)
-        answer = self.caption(job, snap, facts, camera)
-        if isinstance(answer, Verdict):
-            return answer
-        asked_with, result, latency_ms = answer
-        return self.record(job, asked_with, facts, result, latency_ms, snap.data)
+        seen = self.near_duplicate(job, snap, facts, rt.config)
+        if isinstance(seen, Verdict):
+            return seen
+        verdict = None
+        try:
+            upload = self.prepare_upload(job, snap, facts, rt.config)
+            if isinstance(upload, Verdict):
+                verdict = upload
+                return verdict
+            answer = self.caption(job, upload, facts, camera)
+            if isinstance(answer, Verdict):
+                verdict = answer
+                return verdict
+            asked_with, result, latency_ms = answer
+            verdict = self.record(job, asked_with, facts, result, latency_ms, snap.data)
+            return verdict
+        finally:
+            if seen is not None:
+                # Frames of this camera that waited for this one are compared with it now (if
+                # it was captioned) or go on to be captioned themselves.
+                captioned = verdict is not None and verdict.outcome is Outcome.CAPTIONED
+                self.recent.end(job.camera, job.id, job.path if captioned else None)
 
     # -- the stages -----------------------------------------------------------------------------
 
@@ -246,15 +277,89 @@ class Pipeline:
             return Verdict(Outcome.DUPLICATE, reason, facts, kind=SkipKind.DUPLICATE)
         return sha256
 
+    def near_duplicate(
+        self, job: ImageJob, snap: Snapshot, facts: Facts, config: Config
+    ) -> Fingerprint | Verdict | None:
+        """With `caption.dedupe`, return the image's fingerprint, now registered as being
+        captioned on its camera, or the Verdict if it shows what an image captioned within
+        `window` showed. A frame near one still being captioned waits for that one's answer
+        first (a burst is claimed by several workers at once). None without dedupe, or when the
+        image cannot be decoded for it (it is then captioned as usual)."""
+        dedupe = config.caption.dedupe
+        if dedupe is None:
+            return None
+        try:
+            print_ = fingerprint(snap.data)
+        except HashError as exc:
+            log.info("dedupe_unavailable", camera=job.camera, path=job.path, reason=str(exc))
+            return None
+        match = self.recent.claim(
+            job.camera,
+            job.id,
+            print_,
+            dedupe,
+            self._stop,
+            wait_s=config.caption.timeout * config.caption.retry.attempts,
+        )
+        if match is None:
+            return print_
+        reason = f"near duplicate of {printable_path(match.path)}"
+        return Verdict(
+            Outcome.DEDUPED,
+            reason,
+            facts,
+            kind=SkipKind.DEDUPED,
+            deduped_of=match.image_id,
+            fields={
+                "matched": printable_path(match.path),
+                "distance": match.distance,
+                "change": match.change,
+            },
+        )
+
+    def prepare_upload(
+        self, job: ImageJob, snap: Snapshot, facts: Facts, config: Config
+    ) -> Snapshot | Verdict:
+        """Return what to upload: the file's bytes, or with `strip_metadata`/`upload_max_side`
+        a copy without metadata, scaled down (the file on disk and its sha256 stay as they are).
+        An image that cannot be prepared fails: sending it as it is would send what the
+        configuration says must not leave the machine."""
+        caption = config.caption
+        plan = UploadPlan(caption.strip_metadata, caption.upload_max_side, caption.jpeg_quality)
+        if not plan.changes_anything or caption.upload == "url":
+            return snap
+        try:
+            prepared = prepare(snap.data, plan)
+        except UploadError as exc:
+            return Verdict(Outcome.FAILED, f"cannot prepare the upload: {exc}", facts)
+        log.debug(
+            "upload_prepared",
+            camera=job.camera,
+            path=job.path,
+            file_bytes=len(snap.data),
+            upload_bytes=len(prepared.data),
+            stripped=prepared.stripped,
+            scaled_to=prepared.scaled_to,
+        )
+        return dataclasses.replace(snap, data=prepared.data)
+
     def caption(
         self, job: ImageJob, snap: Snapshot, facts: Facts, camera: CameraConfig
     ) -> tuple[Runtime, CaptionResult, float] | Verdict:
-        """Pass the gate and a request slot and ask the API. Return the runtime it was asked
-        with, the caption and the request's latency, or the Verdict."""
+        """Within the day's token budget, pass the gate, the request pace and a request slot,
+        and ask the API. Return the runtime it was asked with, the caption and the request's
+        latency, or the Verdict."""
+        resume_at = self.costs.blocked_until(self._runtime().config)
+        if resume_at is not None:
+            reason = "daily token budget spent; captioning resumes at local midnight"
+            return Verdict(Outcome.PAUSED, reason, facts, due_at=resume_at, quiet=True)
         allowed = self.gate.acquire(self._stop)
         if allowed is None:
             return Verdict(Outcome.SAVED)
         probe = allowed is False
+        if not self.pace.take(self._stop):
+            self.gate.released(probe)
+            return Verdict(Outcome.SAVED)
         # A reload may have come while this worker waited at the gate (a paused gate is resumed
         # by SIGHUP): call with the current client and prompts, not the ones from before the
         # wait, or a fixed key would meet the old one's 401 and pause again.
@@ -281,6 +386,8 @@ class Pipeline:
                 self.gate.released(probe)
                 return Verdict(Outcome.RELOADED, str(exc))
             period = self.gate.pause(str(exc), probe, camera=job.camera, path=job.path)
+            if isinstance(exc, CreditsError):
+                self.costs.credits_exhausted(rt.config, str(exc))
             return Verdict(Outcome.PAUSED, str(exc), facts, fields={"wait_s": period})
         except TransientCaptionError as exc:
             period = self.gate.outage(
@@ -308,6 +415,7 @@ class Pipeline:
         if self.gate.succeeded(probe):
             # The outage is over: what waited for it is due now, not after its own backoff.
             self.store.due_now()
+            self.costs.resumed()
             self._on_recovered()
 
     def record(
@@ -361,7 +469,7 @@ class Pipeline:
         if outcome is Outcome.CAPTIONED:
             assert verdict.captioned is not None
             self._record_caption(job, rt, facts, verdict.captioned, blog)
-        elif outcome in (Outcome.SKIPPED, Outcome.DUPLICATE, Outcome.WAITING):
+        elif outcome in (Outcome.SKIPPED, Outcome.DUPLICATE, Outcome.WAITING, Outcome.DEDUPED):
             self.store.finish(
                 job.id,
                 ImageState.SKIPPED,
@@ -370,9 +478,12 @@ class Pipeline:
                 facts.size,
                 facts.mtime_ns,
                 verdict.kind,
+                verdict.deduped_of,
             )
             if outcome is Outcome.WAITING:
                 self._retouch(job.camera, job.path, job.relpath)
+            elif outcome is Outcome.DEDUPED:
+                blog.info("image_deduped", outcome=str(outcome), reason=said, **verdict.fields)
             elif outcome is Outcome.DUPLICATE or verdict.quiet:
                 blog.info("image_skipped", outcome=str(outcome), reason=said)
             else:
@@ -391,7 +502,12 @@ class Pipeline:
                     job, facts, f"gave up after {attempts} rounds of retries: {reason}", blog
                 )
                 return Outcome.FAILED
-            self._warn(blog, "image_requeued", outcome=str(outcome), reason=said, **verdict.fields)
+            if verdict.quiet:
+                blog.info("image_requeued", outcome=str(outcome), reason=said, **verdict.fields)
+            else:
+                self._warn(
+                    blog, "image_requeued", outcome=str(outcome), reason=said, **verdict.fields
+                )
         return outcome
 
     def _fail(self, job: ImageJob, facts: Facts, reason: str, blog: Any) -> None:
@@ -414,6 +530,8 @@ class Pipeline:
             result.text,
             tokens,
             captioned.alerts,
+            day=local_day(self._clock(), rt.config.timezone),
+            camera=job.camera,
         )
         self.last_caption = f"{job.camera}: {result.text}"
         self.metrics.captioned(job.camera, tokens[0], tokens[1], [c.rule for c, s in decided if s])

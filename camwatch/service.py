@@ -217,6 +217,7 @@ class Service:
             on_recovered=lambda: self.pool.wake(),
             metrics=self.metrics,
         )
+        pipeline.pace.set_rate(config.caption.max_per_minute)
         self.pool = WorkerPool(self.store, pipeline, self.stop)
         self.dispatcher = Dispatcher(self.store, metrics=self.metrics)
         self.scanner = Scanner(self._scan)
@@ -309,6 +310,10 @@ class Service:
                 log.error("once_aborted", reason=self.gate.reason)
                 self.exit_code = 1
                 break
+            if self.once and self.pipeline.costs.paused_until is not None:
+                log.error("once_aborted", reason="daily token budget spent")
+                self.exit_code = 1
+                break
 
     def _report_progress(self, now: float, final: bool = False) -> None:
         """Log a summary line when a burst is due one, and move the `--once` bar."""
@@ -394,6 +399,12 @@ class Service:
         self.debouncer.roots = {c.name: str(c.path) for c in new.cameras}
         self.gate.tune(new.caption)
         self.gate.resume()
+        self.pipeline.pace.set_rate(new.caption.max_per_minute)
+        if self.pipeline.costs.paused_until is not None:
+            # The images put off until midnight are due now: a raised (or removed)
+            # daily_tokens lets them go; if it is still spent, they are put off again.
+            self.pipeline.costs.paused_until = None
+            self.store.due_now()
         try:
             self.store.skip_pending_of({c.name for c in new.cameras})
             reconsider_skipped(self.store, new)

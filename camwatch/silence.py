@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 
-from camwatch.alerts import iso_utc, new_event_id
+from camwatch.alerts import every_target, iso_utc, new_event_id
 from camwatch.config import Config
 from camwatch.log import get_logger
 from camwatch.store import AlertCandidate, Store
@@ -108,7 +108,5 @@ class SilenceWatch:
         event_id = new_event_id()
         body = silence_body(event_id, event, camera, last, expect, now)
         message = _message(event, camera, last, expect)
-        targets = [("webhook", w.name) for w in config.webhooks]
-        targets += [("notify", n.name) for n in config.notify]
-        messages = {n.name: message for n in config.notify}
+        targets, messages = every_target(config, message)
         return AlertCandidate(event_id, event, camera, 0.0, targets, body, messages)

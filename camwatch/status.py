@@ -92,6 +92,10 @@ def _midnight(day: date, zone: tzinfo | None) -> float:
     return datetime(day.year, day.month, day.day).timestamp()
 
 
+def _day(when: float, zone: tzinfo | None) -> str:
+    return local(when, zone).date().isoformat()
+
+
 def day_and_month_start(now: float, zone: tzinfo | None) -> tuple[float, float]:
     """Return when the local day and the local month of `now` began."""
     today = local(now, zone).date()
@@ -155,7 +159,12 @@ def gather(config: Config, db: sqlite3.Connection, now: float, database: str) ->
             failures=report.last_failures(db, MAX_FAILURES),
             targets=list(targets.values()),
             tokens_today=sum(c.tokens_today for c in cameras),
-            tokens_month=report.tokens_since(db, month_start),
+            # Counted per local day since schema 5; what came before (an upgraded database's
+            # first month) is read from the image records that are still there.
+            tokens_month=max(
+                report.tokens_between(db, _day(month_start, zone), _day(now, zone)),
+                report.tokens_since(db, month_start),
+            ),
         )
 
 

@@ -39,6 +39,16 @@ class RetryConfig(_Model):
     retry_after_max: Duration = 300.0
 
 
+class DedupeConfig(_Model):
+    """Near-duplicate skipping (similar.py): within `window` of an image captioned on the same
+    camera, within `max_distance` bits of its hash, and no part of the picture changed by more
+    than `max_change` levels."""
+
+    window: Duration = 30.0
+    max_distance: int = Field(5, ge=0, le=64)
+    max_change: int = Field(16, ge=0, le=255)
+
+
 class CaptionConfig(_Model):
     base_url: HttpUrl = "https://security.memories.ai"
     endpoint: str = "/v1/understand/uploadImg"
@@ -54,6 +64,13 @@ class CaptionConfig(_Model):
     retry: RetryConfig = RetryConfig()
     max_image_bytes: int = Field(20_000_000, ge=1)
     pause_probe: Duration = 600.0
+    # Costs and privacy (all optional; without them the file's bytes go as they are).
+    dedupe: DedupeConfig | None = None
+    strip_metadata: bool = False
+    upload_max_side: int | None = Field(None, ge=64, le=20_000)
+    jpeg_quality: int = Field(85, ge=1, le=95)  # above 95 Pillow's JPEGs only grow
+    max_per_minute: int | None = Field(None, ge=1, le=100_000)
+    daily_tokens: int | None = Field(None, ge=1)
 
     @field_validator("base_url")
     @classmethod

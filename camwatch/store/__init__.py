@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from camwatch.store.costs import Costs
 from camwatch.store.outbox import Outbox
 from camwatch.store.queue import Queue
 from camwatch.store.records import (
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-class Store(Queue, Outbox, Skipped):
+class Store(Queue, Outbox, Skipped, Costs):
     """The state database in `state_dir/camwatch.db`: the queue, the outbox, skipped images,
     housekeeping."""
 

@@ -99,17 +99,29 @@ class Queue(Database):
         size: int | None = None,
         mtime_ns: int | None = None,
         kind: SkipKind | None = None,
+        deduped_of: int | None = None,
     ) -> None:
         """Mark an image failed or skipped (with its reason, and for a skipped one the kind of
-        reason), keeping what was learnt of it."""
+        reason and, for a near duplicate, the captioned image it matched), keeping what was
+        learnt of it."""
         assert state in (ImageState.FAILED, ImageState.SKIPPED)
         skip_kind = kind if state == ImageState.SKIPPED and kind != SkipKind.UNKNOWN else None
         with self._tx() as db:
             db.execute(
-                "UPDATE images SET state = ?, last_error = ?, skip_kind = ?,"
+                "UPDATE images SET state = ?, last_error = ?, skip_kind = ?, deduped_of = ?,"
                 " sha256 = COALESCE(?, sha256), size = COALESCE(?, size),"
                 " mtime_ns = COALESCE(?, mtime_ns), updated_at = ? WHERE id = ?",
-                (state, error, skip_kind, sha256, size, mtime_ns, self._clock(), image_id),
+                (
+                    state,
+                    error,
+                    skip_kind,
+                    deduped_of,
+                    sha256,
+                    size,
+                    mtime_ns,
+                    self._clock(),
+                    image_id,
+                ),
             )
 
     def is_done(self, camera: str, path: str, sha256: str) -> bool:
@@ -130,10 +142,12 @@ class Queue(Database):
         caption: str,
         tokens: tuple[int, int, int],
         alerts: list[AlertCandidate],
+        day: str | None = None,
+        camera: str | None = None,
     ) -> list[tuple[AlertCandidate, bool]]:
         """Record an image's caption and queue its alerts in one transaction, applying each
-        rule's cooldown per camera. Return each candidate with whether it was queued (False:
-        cooled down)."""
+        rule's cooldown per camera, and add its tokens to `day`'s (a local date, YYYY-MM-DD)
+        for `camera`. Return each candidate with whether it was queued (False: cooled down)."""
         now = self._clock()
         decided: list[tuple[AlertCandidate, bool]] = []
         with self._tx() as db:
@@ -143,6 +157,14 @@ class Queue(Database):
                 " last_error = NULL, captioned_at = ?, updated_at = ? WHERE id = ?",
                 (sha256, size, mtime_ns, caption, *tokens, now, now, image_id),
             )
+            if day is not None and camera is not None:
+                db.execute(
+                    "INSERT INTO token_usage (day, camera, input, output, total)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, camera) DO UPDATE SET"
+                    " input = input + excluded.input, output = output + excluded.output,"
+                    " total = total + excluded.total",
+                    (day, camera, *(t or 0 for t in tokens)),
+                )
             for alert in alerts:
                 row = db.execute(
                     "SELECT last_at FROM cooldowns WHERE rule = ? AND camera = ?",

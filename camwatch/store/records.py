@@ -28,6 +28,7 @@ class SkipKind(StrEnum):
     UNSAFE_PATH = "unsafe_path"  # a link, not a regular file, hard-linked, or outside the folder
     VANISHED = "vanished"  # deleted before it was read
     DUPLICATE = "duplicate"  # the same bytes were captioned before
+    DEDUPED = "deduped"  # a near duplicate of an image captioned just before (`deduped_of`)
     NO_CAMERA = "no_camera"  # its camera was not configured any more
     SUPERSEDED = "superseded"  # the file was queued again while this record was in flight
     UNKNOWN = "unknown"  # skipped before the kind was recorded (NULL in the database)

@@ -25,7 +25,7 @@ from camwatch.store.records import CaptionRecord, SkipKind, py_path
 OUTCOMES = ("captioned", "skipped", "failed", "deduped")
 
 # Skip kinds that end in `deduped` rather than `skipped`.
-_DEDUPED_KINDS = (SkipKind.DUPLICATE,)
+_DEDUPED_KINDS = (SkipKind.DUPLICATE, SkipKind.DEDUPED)
 # Skip kinds that are not an outcome: the file is back in the queue under another row.
 _NO_OUTCOME_KINDS = (SkipKind.WAITING, SkipKind.SUPERSEDED)
 
@@ -115,6 +115,16 @@ def tokens_since(db: sqlite3.Connection, since: float) -> int:
         "SELECT COALESCE(SUM(tokens_total), 0) FROM images WHERE updated_at >= ?"
         " AND captioned_at >= ? AND state = 'done'",
         (since, since),
+    ).fetchone()
+    return int(row[0])
+
+
+def tokens_between(db: sqlite3.Connection, first_day: str, last_day: str) -> int:
+    """Return the tokens counted per local day (schema 5's `token_usage`, which `retention`
+    does not prune) from `first_day` to `last_day` (YYYY-MM-DD), every camera together."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(total), 0) FROM token_usage WHERE day BETWEEN ? AND ?",
+        (first_day, last_day),
     ).fetchone()
     return int(row[0])
 

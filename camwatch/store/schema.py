@@ -4,7 +4,7 @@
 is refused rather than guessed at.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: list[list[str]] = [
     # version 0 -> 1: the first schema
@@ -104,5 +104,27 @@ _MIGRATIONS: list[list[str]] = [
     # raised one, newest first (of one camera too: it is in the index).
     [
         "CREATE INDEX alerts_image ON alerts(image_id, camera)",
+    ],
+    # version 4 -> 5: costs (issue 14). A near duplicate names the captioned image it matched;
+    # tokens are kept per local day and camera (they outlive `retention`, which prunes images:
+    # the month's total and the daily budget need them); a budget or credits pause is
+    # announced once, across restarts.
+    [
+        "ALTER TABLE images ADD COLUMN deduped_of INTEGER",
+        """CREATE TABLE token_usage (
+            day TEXT NOT NULL,
+            camera TEXT NOT NULL,
+            input INTEGER NOT NULL DEFAULT 0,
+            output INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, camera)
+        )""",
+        """CREATE TABLE pauses (
+            kind TEXT NOT NULL,
+            period TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (kind, period)
+        )""",
     ],
 ]
