@@ -60,9 +60,16 @@ class Queue(Database):
         """Return the next due queued image, now marked captioning, or None."""
         now = self._clock()
         with self._tx() as db:
+            # Not a file whose older row is being captioned right now (queued again by a rescan
+            # after lost events, or rewritten meanwhile): two workers would caption it at once,
+            # and both answers would alert. Once that one is done, this row is claimed, and the
+            # pipeline's sha256 check ends it if the bytes were the same.
             row = db.execute(
                 "SELECT id, camera, path, relpath, size, mtime_ns, attempts, detected_at"
-                " FROM images WHERE state = 'pending' AND next_at <= ? ORDER BY prio, id LIMIT 1",
+                " FROM images WHERE state = 'pending' AND next_at <= ? AND NOT EXISTS"
+                " (SELECT 1 FROM images AS c WHERE c.camera = images.camera"
+                " AND c.path = images.path AND c.state = 'captioning')"
+                " ORDER BY prio, id LIMIT 1",
                 (now,),
             ).fetchone()
             if row is None:
@@ -82,11 +89,21 @@ class Queue(Database):
         """Put a claimed image back in the queue, due at `next_at`; with `charge`, count the
         attempt. Return the image's attempts so far."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE images SET state = 'pending', next_at = ?, last_error = ?,"
-                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-                (next_at, error, 1 if charge else 0, self._clock(), image_id),
-            )
+            # The file was queued again while this row was in flight: the newer row suffices
+            # (and a second pending row of one file is what the unique index forbids).
+            superseded = db.execute(
+                "UPDATE images SET state = 'skipped', last_error = 'superseded',"
+                " skip_kind = 'superseded', updated_at = ? WHERE id = ? AND EXISTS"
+                " (SELECT 1 FROM images AS p WHERE p.state = 'pending'"
+                " AND p.camera = images.camera AND p.path = images.path)",
+                (self._clock(), image_id),
+            ).rowcount
+            if not superseded:
+                db.execute(
+                    "UPDATE images SET state = 'pending', next_at = ?, last_error = ?,"
+                    " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                    (next_at, error, 1 if charge else 0, self._clock(), image_id),
+                )
             row = db.execute("SELECT attempts FROM images WHERE id = ?", (image_id,)).fetchone()
         return int(row[0]) if row else 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from camwatch.errors import StateError
-from camwatch.store import SCHEMA_VERSION, AlertCandidate, ImageJob, NewImage, Store
+from camwatch.store import SCHEMA_VERSION, AlertCandidate, ImageJob, ImageState, NewImage, Store
 
 T0 = 1_800_000_000.0
 
@@ -375,7 +375,9 @@ def test_recover_with_two_rows_in_flight_for_one_file(store: Store) -> None:
     store.add_pending([image()])
     claim(store)
     store.add_pending([image(size=2)])
-    claim(store)
+    assert store.claim() is None  # not claimed while the first is in flight, but a database
+    with store._tx() as db:  # from a camwatch that did can hold two
+        db.execute("UPDATE images SET state = 'captioning' WHERE state = 'pending'")
     assert store.recover() == 1
     claim(store)
     assert store.claim() is None
@@ -584,3 +586,24 @@ def test_dead_letters_are_kept_apart_and_retried_on_request(state_dir: Path, clo
     assert store.retry_dead_letters() == 1
     (again,) = store.due_alerts("webhook", "ops")
     assert (again.event_id, again.attempts) == ("e1", 0)
+
+
+def test_a_file_in_flight_is_not_claimed_again_until_it_is_done(store: Store) -> None:
+    # A rescan after lost events queues a file whose older row is being captioned: two workers
+    # would caption it at once and both answers would alert.
+    assert store.add_pending([image()]) == 1
+    first = claim(store)
+    assert store.add_pending([image(size=11)]) == 1  # queued again meanwhile
+    assert store.claim() is None  # not while the first is in flight
+    store.finish(first.id, ImageState.FAILED, "boom")
+    second = claim(store)
+    assert second.path == first.path and second.id != first.id
+
+
+def test_releasing_a_row_whose_file_was_queued_again_supersedes_it(store: Store) -> None:
+    assert store.add_pending([image()]) == 1
+    first = claim(store)
+    assert store.add_pending([image(size=11)]) == 1
+    store.release(first.id, 0, "outage", charge=True)  # the unique index allows one pending row
+    rows = store._read("SELECT state, skip_kind FROM images ORDER BY id")
+    assert rows == [("skipped", "superseded"), ("pending", None)]
