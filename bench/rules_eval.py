@@ -3,11 +3,22 @@
     python bench/rules_eval.py                    # the table and the speed figures
     python bench/rules_eval.py --errors           # also every false positive / negative, explained
     python bench/rules_eval.py --json out.json    # also write the figures as JSON
+    python bench/rules_eval.py --wrong 0.1 --missing 0.2   # the `ask` column's error rates
 
 The labelled set (tests/data/rules_eval.yaml) holds rules and captions, each caption with the
 rules that should fire. camwatch's matcher is compared with plain substring matching of the same
 rules: every phrase spelt out into its literal variants (`expand_phrase`), looked for anywhere in
 the lower-cased caption, with `all`, `none`, `skip_if` and `regex` applied the same way.
+
+The `ask` column: the same rules, each with a question (`ask`, ASK below), and every caption
+followed by the answers a model would write (rules/answers.py reads them), drawn from the labels
+and then spoilt at stated rates: an answer is wrong (yes for no, no for yes) with probability
+`--wrong`, "unsure" with `--unsure`, and the whole answers object is missing (the model forgot
+it, or max_tokens cut it) with `--missing`, when the rules fall back to their keywords. The
+object is written in the ways models write it (bare, fenced, in prose, keys in another case,
+single quotes and trailing commas), so the reading is measured too. A sweep over error rates
+shows where asking stops paying. Wrong answers fall on captions at random here; a real model's
+mistakes gather on the hard captions, which keyword rules also get wrong.
 
 Speed: 100 rules (the set's own six and generated ones) against one 1,000-character caption, the
 median and 95th percentile of many runs timed with time.perf_counter_ns, for `RuleSet.matching`
@@ -88,6 +99,56 @@ class Score:
         }
 
 
+# The question each rule of the labelled set asks (its intent, in the set's header).
+ASK = {
+    "person-down": "Is a real person lying on the ground, collapsed or fallen?",
+    "fire-smoke": "Is there uncontrolled fire or smoke (not a fireplace, grill or candle)?",
+    "weapon": "Is a real weapon such as a gun or a knife present (not a toy or a tool)?",
+    "person-at-night": "Is a real person in view at night or in the dark?",
+    "package": "Is a package or parcel present?",
+    "vehicle": "Is a real motor vehicle present?",
+}
+
+
+@dataclass(frozen=True)
+class AskRates:
+    """How often the simulated model gets an answer wrong, answers "unsure", or leaves out
+    the answers object."""
+
+    wrong: float = 0.02
+    unsure: float = 0.03
+    missing: float = 0.10
+
+
+def with_answers(
+    text: str, expected: set[str], names: list[str], rates: AskRates, rng: random.Random
+) -> tuple[str, bool]:
+    """Given a caption, the rules that should fire and the rules asked, return the caption as a
+    model answering the questions would write it, and whether the answers object is there."""
+    if rng.random() < rates.missing:
+        return text, False
+    answers: dict[str, str] = {}
+    for name in names:
+        truth = name in expected
+        roll = rng.random()
+        if roll < rates.wrong:
+            truth = not truth
+        answers[name] = "unsure" if roll > 1 - rates.unsure else ("yes" if truth else "no")
+    style = rng.randrange(6)
+    if style == 1:  # keys as the model pleases
+        answers = {k.upper() if rng.random() < 0.5 else k.title(): v for k, v in answers.items()}
+    body = json.dumps({"answers": answers})
+    if style == 2:  # Python-ish: single quotes, a trailing comma
+        body = body.replace('"', "'")[:-2] + ",}}"
+    if style == 3:
+        return f"{text}\n\n```json\n{body}\n```", True
+    if style == 4:
+        return f"{text} Here are my answers: {body} Let me know if you need more.", True
+    if style == 5:
+        return f"{text}\n\n**Answers:**\n{body}", True
+    return f"{text}\n{body}", True
+
+
 class SubstringMatcher:
     """The baseline: the same rules, matched as plain lower-case substrings."""
 
@@ -140,24 +201,50 @@ def load(path: Path) -> tuple[list[RuleConfig], MatchingConfig, list[dict[str, A
 
 
 def evaluate(
-    rules: list[RuleConfig], matching: MatchingConfig, cases: list[dict[str, Any]], errors: bool
+    rules: list[RuleConfig],
+    matching: MatchingConfig,
+    cases: list[dict[str, Any]],
+    errors: bool,
+    rates: AskRates | None = None,
+    seed: int = 16,
+    reading: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Score]]:
-    """Given the set, return per matcher and rule the scores; print each error if asked."""
+    """Given the set, return per matcher and rule the scores; print each error if asked. With
+    `rates`, also the `ask` matcher's, over the captions with simulated answers (`reading`, if
+    given, counts the answers objects attached and read back)."""
     ruleset = RuleSet(rules, matching)
     baseline = SubstringMatcher(rules)
+    asking = [r.model_copy(update={"ask": ASK[r.name]}) if r.name in ASK else r for r in rules]
+    ask_set = RuleSet(asking, matching)
+    names = [name for name, _ in ask_set.questions()]
+    rng = random.Random(seed)
+    counts = reading if reading is not None else {}
     scores: dict[str, dict[str, Score]] = {
         "camwatch": {r.name: Score() for r in rules},
         "substring": {r.name: Score() for r in rules},
+        "ask": {r.name: Score() for r in rules},
     }
     for case in cases:
         text, expected = case["text"], set(case["expect"])
         decisions = ruleset.evaluate(text, schedules=False)
         ours = {d.rule for d in decisions if d.matched}
         theirs = baseline.matching(text)
+        asked: set[str] = set()
+        if rates is not None:
+            said, attached = with_answers(text, expected, names, rates, rng)
+            answered = ask_set.read_answers(said, None)
+            counts["attached"] = counts.get("attached", 0) + attached
+            counts["read"] = counts.get("read", 0) + answered.found
+            said_back = answered.caption.casefold()
+            left = '"answers"' in said_back or "'answers'" in said_back
+            counts["left"] = counts.get("left", 0) + left
+            found = ask_set.evaluate(answered.caption, schedules=False, answers=answered.answers)
+            asked = {d.rule for d in found if d.matched}
         for rule in rules:
             name = rule.name
             scores["camwatch"][name].add(name in ours, name in expected)
             scores["substring"][name].add(name in theirs, name in expected)
+            scores["ask"][name].add(name in asked, name in expected)
         if errors and ours != expected:
             print(f"\n{text}")
             print(f"  expected {sorted(expected)}, camwatch {sorted(ours)}")
@@ -177,18 +264,40 @@ def micro(scores: dict[str, Score]) -> Score:
 
 
 def table(scores: dict[str, dict[str, Score]]) -> str:
-    """Given both matchers' scores, return the side-by-side table as Markdown."""
+    """Given the matchers' scores, return the side-by-side table as Markdown (camwatch's
+    keywords, plain substrings, and `ask` when measured)."""
+    kinds = [k for k in ("camwatch", "substring", "ask") if k in scores]
+    head = " | ".join(f"{'camwatch' if k == 'camwatch' else k} P | R | F1" for k in kinds)
+    lines = [f"| rule | {head} |", "|---|" + "---:|" * (3 * len(kinds))]
+    names = list(scores["camwatch"])
+    rows = [(name, [scores[k][name] for k in kinds]) for name in names]
+    rows.append(("**micro average**", [micro(scores[k]) for k in kinds]))
+    for name, found in rows:
+        cells = " | ".join(f"{s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f}" for s in found)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def sweep(rules: list[RuleConfig], matching: MatchingConfig, cases: list[dict[str, Any]]) -> str:
+    """Return, as Markdown, the micro averages of keywords alone and of `ask` as the simulated
+    model's wrong answers and missing objects grow (unsure fixed at 3%; five seeds each)."""
+    keywords = micro(evaluate(rules, matching, cases, False)["camwatch"])
     lines = [
-        "| rule | camwatch P | R | F1 | substring P | R | F1 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| wrong | missing | ask P | R | F1 | keywords P | R | F1 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ours, theirs = scores["camwatch"], scores["substring"]
-    rows = [*((name, ours[name], theirs[name]) for name in ours)]
-    rows.append(("**micro average**", micro(ours), micro(theirs)))
-    for name, a, b in rows:
+    for wrong, missing in ((0.0, 0.0), (0.0, 0.3), (0.005, 0.1), (0.01, 0.1), (0.02, 0.1),
+                           (0.05, 0.1), (0.10, 0.1), (0.20, 0.1)):  # fmt: skip
+        total = Score()
+        for seed in range(5):
+            s = micro(
+                evaluate(rules, matching, cases, False, AskRates(wrong, 0.03, missing), seed)["ask"]
+            )
+            total.tp, total.fp, total.fn = total.tp + s.tp, total.fp + s.fp, total.fn + s.fn
         lines.append(
-            f"| {name} | {a.precision:.3f} | {a.recall:.3f} | {a.f1:.3f} "
-            f"| {b.precision:.3f} | {b.recall:.3f} | {b.f1:.3f} |"
+            f"| {wrong:.1%} | {missing:.0%} | {total.precision:.3f} | {total.recall:.3f}"
+            f" | {total.f1:.3f} | {keywords.precision:.3f} | {keywords.recall:.3f}"
+            f" | {keywords.f1:.3f} |"
         )
     return "\n".join(lines)
 
@@ -290,12 +399,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     parser.add_argument("--runs", type=int, default=3000, help="timed runs (default 3000)")
     parser.add_argument("--errors", action="store_true", help="explain every wrong decision")
+    parser.add_argument("--wrong", type=float, default=0.02, help="ask: wrong answers (0.02)")
+    parser.add_argument("--unsure", type=float, default=0.03, help='ask: "unsure" (0.03)')
+    parser.add_argument("--missing", type=float, default=0.10, help="ask: no answers (0.10)")
+    parser.add_argument("--seed", type=int, default=16, help="ask: the simulation's seed")
     args = parser.parse_args(argv)
 
     rules, matching, cases = load(args.data)
-    scores = evaluate(rules, matching, cases, args.errors)
+    rates = AskRates(args.wrong, args.unsure, args.missing)
+    reading: dict[str, int] = {}
+    scores = evaluate(rules, matching, cases, args.errors, rates, args.seed, reading)
     print(f"\n{len(cases)} captions, {len(rules)} rules ({args.data.relative_to(ROOT)})\n")
     print(table(scores))
+    print(
+        f"\nask: answers wrong {rates.wrong:.0%}, unsure {rates.unsure:.0%}, object missing"
+        f" {rates.missing:.0%} (seed {args.seed}); {reading['read']}/{reading['attached']}"
+        f" answers objects read back; {reading['left']} caption(s) still holding one"
+    )
+    print("\nask against keywords alone as the model errs more (micro averages, 5 seeds):")
+    print(sweep(rules, matching, cases))
     caption = bench_caption(cases)
     timing: dict[str, Any] = {"calibration_us": calibration()}
     print(
@@ -318,13 +440,16 @@ def main(argv: list[str] | None = None) -> int:
                 name: {
                     "camwatch": scores["camwatch"][name].as_dict(),
                     "substring": scores["substring"][name].as_dict(),
+                    "ask": scores["ask"][name].as_dict(),
                 }
                 for name in scores["camwatch"]
             },
             "micro": {
                 "camwatch": micro(scores["camwatch"]).as_dict(),
                 "substring": micro(scores["substring"]).as_dict(),
+                "ask": micro(scores["ask"]).as_dict(),
             },
+            "ask": {"rates": rates.__dict__, "seed": args.seed, "reading": reading},
             "speed": timing,
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

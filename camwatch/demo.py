@@ -1,7 +1,8 @@
 """`camwatch demo`: the real daemon, end to end, with no key and no network.
 
 It starts `camwatch run` as a child process on a temporary folder, with a local stand-in of the
-caption API (the real wire format, captions for the bundled sample snapshots) and a local webhook
+caption API (the real wire format, captions for the bundled sample snapshots; with `--provider
+openai`, an OpenAI-compatible chat completions server as Ollama runs one) and a local webhook
 receiver, both on 127.0.0.1. It drops the samples the ways cameras do (a plain copy, a file
 written slowly in chunks, a `.part` file renamed when finished, and a truncated file that never
 completes), prints each caption, rule decision and alert as it happens, then stops the daemon.
@@ -24,17 +25,21 @@ from typing import Any
 
 from camwatch.config import parse_config
 from camwatch.rules import RuleSet
-from camwatch.testing import StandinCaptionAPI, WebhookReceiver, sample_images
+from camwatch.testing import StandinCaptionAPI, StandinChatAPI, WebhookReceiver, sample_images
 
 DEMO_KEY = "demo-key-not-secret"
 DEMO_SECRET = "demo-webhook-secret"
 DEADLINE_S = 50.0
 
+# The caption section for each provider; the rest of the file is the same.
+CAPTION = {
+    "memories": "  base_url: {api}\n  api_key: {key}\n",
+    "openai": "  provider: openai\n  base_url: {api}\n  model: {model}\n",
+}
+
 CONFIG = """\
 caption:
-  base_url: {api}
-  api_key: {key}
-  concurrency: 2
+{caption}  concurrency: 2
   timeout: 10s
   retry: {{attempts: 3, backoff_initial: 200ms, backoff_max: 1s}}
 cameras:
@@ -120,12 +125,18 @@ def _write_slowly(path: Path, data: bytes, chunks: int = 4, pause: float = 0.2) 
             time.sleep(pause)  # a camera on a slow link: the debouncer must wait it out
 
 
-def run_demo(keep: bool = False) -> int:
-    """Run the demo. Return 0 if every sample was captioned and every expected alert arrived."""
+def run_demo(keep: bool = False, provider: str = "memories") -> int:
+    """Run the demo with the stand-in of `provider` (memories, or openai: an OpenAI-compatible
+    server without a key, as Ollama on the same machine). Return 0 if every sample was
+    captioned and every expected alert arrived."""
     root = Path(tempfile.mkdtemp(prefix="camwatch-demo-"))
     samples = sample_images()
     captions = {name: caption for name, _, caption in samples}
-    api = StandinCaptionAPI(captions=captions, api_key=DEMO_KEY, latency=0.2)
+    api: StandinCaptionAPI | StandinChatAPI
+    if provider == "openai":
+        api = StandinChatAPI(latency=0.2)  # the samples' captions, by their bytes
+    else:
+        api = StandinCaptionAPI(captions=captions, api_key=DEMO_KEY, latency=0.2)
     hooks = WebhookReceiver()
     proc: subprocess.Popen[str] | None = None
     try:
@@ -133,9 +144,9 @@ def run_demo(keep: bool = False) -> int:
         hooks.start()
         for cam in ("frontdoor", "driveway"):
             (root / "cameras" / cam).mkdir(parents=True)
-        text = CONFIG.format(
-            api=api.url, hook=hooks.url, key=DEMO_KEY, secret=DEMO_SECRET, root=root
-        )
+        address = api.base_url if isinstance(api, StandinChatAPI) else api.url
+        caption = CAPTION[provider].format(api=address, key=DEMO_KEY, model=api_model(api))
+        text = CONFIG.format(caption=caption, hook=hooks.url, secret=DEMO_SECRET, root=root)
         config_path = root / "config.yaml"
         config_path.write_text(text)
         import yaml
@@ -147,7 +158,8 @@ def run_demo(keep: bool = False) -> int:
             len(rules.matching(caption, cam, schedules=False)) for cam, _, _, caption, _ in plan
         )
         _say(f"camwatch demo in {root}")
-        _say(f"  stand-in caption API {api.url}, webhook receiver {hooks.url}")
+        what = "OpenAI-compatible API" if provider == "openai" else "caption API"
+        _say(f"  stand-in {what} {address}, webhook receiver {hooks.url}")
         proc = subprocess.Popen(
             [sys.executable, "-m", "camwatch", "run", "-c", str(config_path)],
             stderr=subprocess.PIPE,
@@ -218,6 +230,11 @@ def run_demo(keep: bool = False) -> int:
             _say(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def api_model(api: StandinCaptionAPI | StandinChatAPI) -> str:
+    """Return the model the stand-in serves ("" for the memories stand-in, which has none)."""
+    return (api.model or "") if isinstance(api, StandinChatAPI) else ""
 
 
 def _plan(samples: list[tuple[str, bytes, str]]) -> list[tuple[str, str, bytes, str, str]]:

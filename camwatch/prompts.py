@@ -1,8 +1,9 @@
 """What is asked about an image: the prompts for its camera, and how the image is presented to
 the API, as a public URL (`upload: url`) or as a file with its content type (`upload: file`).
 
-Plain values and functions, no I/O: the client (caption.py) sends what these return, and the
-pipeline chooses the prompts and the URL for each job.
+Plain values and functions, no I/O: the provider (providers/) sends what these return, and the
+pipeline chooses the prompts and the URL for each job. When rules that apply to a camera have
+`ask`, its user prompt ends with their questions and how to answer them (rules/answers.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from camwatch.config import CameraConfig, Config
 from camwatch.files import content_kind
+from camwatch.rules.answers import ask_paragraph, asked
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,15 @@ class Prompts:
 
 
 def prompts_for(config: Config, camera: CameraConfig) -> Prompts:
-    """Return the prompts for a camera: its own overrides, else the caption section's."""
+    """Return the prompts for a camera: its own overrides, else the caption section's; the user
+    prompt followed by the questions of the rules with `ask` that apply to the camera."""
     caption = config.caption
+    user_prompt = camera.user_prompt or caption.user_prompt
+    questions = asked(config.rules, camera.name)
+    if questions:
+        user_prompt = f"{user_prompt}\n\n{ask_paragraph(questions)}"
     return Prompts(
-        user_prompt=camera.user_prompt or caption.user_prompt,
+        user_prompt=user_prompt,
         system_prompt=camera.system_prompt or caption.system_prompt,
         thinking=caption.thinking if camera.thinking is None else camera.thinking,
     )

@@ -27,6 +27,11 @@ every rule from what they found:
                                                                         ▼
                   explanations: explain / decision_json, for `camwatch test-rules`
 
+Rules with `ask` (answers): the prompt of a camera such rules apply to asks their questions
+(`RuleSet.questions`, `ask_paragraph`); `RuleSet.read_answers` takes the model's JSON answers off
+the caption; `matching`/`evaluate` given those answers decide each asked rule by its answer (with
+`all`, `none`, `skip_if`), and one left unanswered by its keywords.
+
 A rule's regex is compiled with RE2 (`regex`): it never backtracks, so it matches in time linear
 in the caption. The matcher looks at the first `MAX_CAPTION_CHARS` characters of a caption only,
 and every step above is linear in them: a caption is text a person in front of a camera can
@@ -37,6 +42,7 @@ Import from `camwatch.rules` what `__all__` lists. The modules share some names 
 underscore (`_PhraseTable`, `_Hit`, ...): those are private to the package, not its API.
 """
 
+from camwatch.rules.answers import Answered, ask_paragraph, asked, read_answers
 from camwatch.rules.cues import HEDGES, NEGATIONS, PSEUDO, CueSet, cue_lists, parse_cue
 from camwatch.rules.decision import Mention, RuleDecision
 from camwatch.rules.engine import MAX_CAPTION_CHARS, RuleSet
@@ -53,10 +59,13 @@ __all__ = [
     "NEGATIONS",
     "NONE",
     "PSEUDO",
+    "Answered",
     "CueSet",
     "Mention",
     "RuleDecision",
     "RuleSet",
+    "ask_paragraph",
+    "asked",
     "cue_lists",
     "decision_json",
     "expand_phrase",
@@ -65,5 +74,6 @@ __all__ = [
     "inflections",
     "parse_cue",
     "phrase_problem",
+    "read_answers",
     "tokenize",
 ]

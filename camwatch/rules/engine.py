@@ -16,15 +16,17 @@ rule's regex runs on RE2, which does not backtrack (`regex`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from camwatch.config import MatchingConfig, RuleConfig
 from camwatch.errors import ConfigError
+from camwatch.rules.answers import Answered, asked, read_answers
 from camwatch.rules.cues import CueSet, Scopes, parse_cue
 from camwatch.rules.decision import Mention, RuleDecision
 from camwatch.rules.index import _Hit, _PhraseTable
@@ -74,6 +76,7 @@ class _Rule:
     any_set: frozenset[int] | None  # None: the rule has no `any` phrases
     order: tuple[tuple[int, str], ...]  # (phrase number, condition), in config order
     numbers: frozenset[int]  # every phrase number of the rule
+    ask: str | None = None  # the question put to the model, if any
 
 
 class _Caption:
@@ -189,6 +192,7 @@ class RuleSet:
                     frozenset(phrases["any"]) if phrases["any"] else None,
                     tuple((n, key) for key in _CONDITIONS for n in phrases[key]),
                     frozenset(n for key in _CONDITIONS for n in phrases[key]),
+                    rule.ask,
                 )
             )
         if problems:
@@ -196,6 +200,9 @@ class RuleSet:
         self.rules: tuple[_Rule, ...] = tuple(compiled)
         self._scheduled = any(rule.schedule for rule in self.rules)
         self._without_any = [i for i, rule in enumerate(self.rules) if rule.any_set is None]
+        # A rule with `ask` may match on its answer alone: always looked at.
+        self._asking = [i for i, rule in enumerate(self.rules) if rule.ask]
+        self._configs = [rule.config for rule in self.rules]
         self._by_any_phrase: dict[int, list[int]] = {}
         for i, rule in enumerate(self.rules):
             for number in rule.phrases["any"]:
@@ -208,6 +215,17 @@ class RuleSet:
             return now
         return now.astimezone(self.zone) if self.zone is not None else now.astimezone()
 
+    def questions(self, camera: str | None = None) -> list[tuple[str, str]]:
+        """Return (rule name, question) of the rules with `ask` that apply to `camera` (None:
+        every rule with `ask`): what the prompt for its images asks."""
+        return asked(self._configs, camera)
+
+    def read_answers(self, text: str, camera: str | None = None) -> Answered:
+        """Given a model's answer for an image of `camera` (None: any camera), return the
+        caption without its answers object and the answers of the rules asked. A camera no
+        rule asks about gets the text as it came. Bounded work on any text (answers.py)."""
+        return read_answers(text, [name for name, _ in self.questions(camera)])
+
     def evaluate(
         self,
         caption: str,
@@ -215,14 +233,17 @@ class RuleSet:
         now: datetime | None = None,
         *,
         schedules: bool = True,
+        answers: Mapping[str, str] | None = None,
     ) -> list[RuleDecision]:
         """Given a caption, the camera it came from (None: ignore the rules' camera filters) and
         the time (None: now), return one decision per rule in config order, each with its
         reason and mentions. With `schedules=False` the rules' `active` and `days` are not
-        applied (what `camwatch test-rules` wants). Only the first `MAX_CAPTION_CHARS`
-        characters are looked at; mention offsets are in the caption as given. Takes time
-        linear in those characters, whatever they hold."""
-        return self._decisions(caption, camera, now, schedules, explain=True)
+        applied (what `camwatch test-rules` wants). `answers` (rule name -> "yes", "no" or
+        "unsure", from `read_answers`) decides the rules with `ask`; one without an answer falls
+        back to its keywords. Only the first `MAX_CAPTION_CHARS` characters are looked at;
+        mention offsets are in the caption as given. Takes time linear in those characters,
+        whatever they hold."""
+        return self._decisions(caption, camera, now, schedules, True, answers or {})
 
     def matching(
         self,
@@ -231,10 +252,11 @@ class RuleSet:
         now: datetime | None = None,
         *,
         schedules: bool = True,
+        answers: Mapping[str, str] | None = None,
     ) -> list[RuleDecision]:
         """Given the same arguments as `evaluate`, return only the decisions that matched, with
         their mentions. Faster than `evaluate`: rules that cannot match are not explained."""
-        return self._decisions(caption, camera, now, schedules, explain=False)
+        return self._decisions(caption, camera, now, schedules, False, answers or {})
 
     def _decisions(
         self,
@@ -243,6 +265,7 @@ class RuleSet:
         now: datetime | None,
         schedules: bool,
         explain: bool,
+        answers: Mapping[str, str],
     ) -> list[RuleDecision]:
         """Return the decisions of `evaluate` if `explain`, else those of `matching`."""
         local: datetime | None = None
@@ -254,6 +277,7 @@ class RuleSet:
             # Only the rules that can match: those with an `any` phrase that counts here, and
             # those without `any` phrases.
             chosen = set(self._without_any)
+            chosen.update(self._asking)
             for number in text.counted:
                 chosen.update(self._by_any_phrase.get(number, ()))
             rules = [self.rules[i] for i in sorted(chosen)]
@@ -272,11 +296,77 @@ class RuleSet:
                 if explain:
                     reason = f"outside schedule ({rule.schedule})"
                     decisions.append(RuleDecision(name, False, [], reason))
+            elif rule.ask is not None:
+                decision = _decide_asked(rule, text, explain, answers.get(name))
+                if decision is not None:
+                    decisions.append(decision)
             else:
                 decision = _decide(rule, text, explain)
                 if decision is not None:
                     decisions.append(decision)
         return decisions
+
+
+def _decide_asked(
+    rule: _Rule, text: _Caption, explain: bool, answer: str | None
+) -> RuleDecision | None:
+    """Given a rule with `ask`, an analysed caption and the model's answer (None: missing or
+    unreadable), return the rule's decision. An answer decides, with `all`, `none` and
+    `skip_if` still applied (`any` and `regex` are not required); without one the rule falls
+    back to its keyword conditions, and does not match if it has none."""
+    name = rule.config.name
+    if answer is None:
+        if rule.config.any or rule.config.all or rule.regex is not None:
+            decision = _decide(rule, text, explain)
+            if decision is None:
+                return None
+            return dataclasses.replace(
+                decision, reason=f"ask: no answer; keywords: {decision.reason}"
+            )
+        if not explain:
+            return None
+        reason = "ask: no answer, and no any, all or regex to fall back on"
+        return RuleDecision(name, False, [], reason, _mentions(rule, text, []))
+    counted = text.counted
+    sets = rule.sets
+    failed = None
+    for number in rule.phrases["all"]:
+        if number not in counted:
+            state = "only negated or hedged" if text.found(number) is False else "not present"
+            failed = f"all: {text.table.phrases[number].text!r} {state}"
+            break
+    for key in ("none", "skip_if"):
+        hit = next((n for n in rule.phrases[key] if n in counted), None)
+        if failed is None and hit is not None:
+            shown = text.table.phrases[hit].text
+            failed = f"none: {shown!r} present" if key == "none" else f"skip_if: {shown!r}"
+    matched = answer == "yes" and failed is None and sets["all"] <= counted
+    if not matched and not explain:
+        return None
+    regex_hits = text.regex_hits(rule.regex) if rule.regex is not None else []
+    mentions = _mentions(rule, text, regex_hits)
+    if matched:
+        reason = "ask: answered 'yes'"
+        if rule.phrases["all"]:
+            found = ", ".join(repr(text.table.phrases[n].text) for n in rule.phrases["all"])
+            reason += f"; all: {found}"
+        return RuleDecision(name, True, [f"ask: {rule.ask}"], reason, mentions)
+    if answer != "yes":
+        return RuleDecision(name, False, [], f"ask: answered {answer!r}", mentions)
+    return RuleDecision(name, False, [], f"ask: answered 'yes', but {failed}", mentions)
+
+
+def _mentions(rule: _Rule, text: _Caption, regex_hits: list[_Hit]) -> list[Mention]:
+    """Return every mention of a rule's phrases and regex in the caption, in config order."""
+    mentions: list[Mention] = []
+    hits = text.hits
+    if not rule.numbers.isdisjoint(hits):
+        for number, key in rule.order:
+            if number in hits:
+                mentions += text.mentions(number, key)
+    for hit in regex_hits:
+        mentions.append(Mention(text.caption_text(hit), hit[0], hit[1], hit[2], "regex"))
+    return mentions
 
 
 def _decide(rule: _Rule, text: _Caption, explain: bool) -> RuleDecision | None:

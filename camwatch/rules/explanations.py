@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from camwatch.rules.answers import Answered
 from camwatch.rules.decision import RuleDecision
 
 
@@ -21,11 +22,20 @@ def _snippet(caption: str, start: int, end: int, width: int = 30) -> str:
     return " ".join(text.split())
 
 
-def explain(decisions: list[RuleDecision], caption: str) -> str:
+def explain(decisions: list[RuleDecision], caption: str, answered: Answered | None = None) -> str:
     """Given the decisions for a caption and the caption, return a human explanation: the
     caption, then per rule whether it matched and why, each mention with a snippet of where it
-    is, and for each discarded one the cue that discarded it."""
+    is, and for each discarded one the cue that discarded it. With `answered` (the caption's
+    answers to the rules' `ask` questions), a line says what was answered and what was not."""
     lines = [f"caption: {' '.join(caption.split())}"]
+    if answered is not None and (answered.answers or answered.unanswered):
+        said = ", ".join(f"{rule}={answer}" for rule, answer in answered.answers.items())
+        missing = ", ".join(answered.unanswered)
+        parts = [f"answers: {said or 'none'}"]
+        if missing:
+            where = "no answer for" if answered.found else "no answers object; unanswered"
+            parts.append(f"{where}: {missing} (keywords decide)")
+        lines.append("; ".join(parts))
     for decision in decisions:
         verdict = "MATCH" if decision.matched else "no match"
         lines.append(f"{decision.rule}: {verdict} ({decision.reason})")
@@ -36,10 +46,17 @@ def explain(decisions: list[RuleDecision], caption: str) -> str:
     return "\n".join(lines)
 
 
-def decision_json(caption: str, decisions: list[RuleDecision]) -> dict[str, Any]:
+def decision_json(
+    caption: str, decisions: list[RuleDecision], answered: Answered | None = None
+) -> dict[str, Any]:
     """Given a caption and its decisions, return the `test-rules --json` object:
     `{"caption": ..., "matched": [{"rule": ..., "phrases": [...]}], "discarded": [...]}`, where
-    each discarded entry is `{"rule", "condition", "phrase", "start", "end", "why"}`."""
+    each discarded entry is `{"rule", "condition", "phrase", "start", "end", "why"}`. With
+    `answered`, also `"answers"` (rule -> "yes" | "no" | "unsure") and `"unanswered"` (the
+    rules asked without a readable answer, decided by their keywords)."""
+    extra: dict[str, Any] = {}
+    if answered is not None and (answered.answers or answered.unanswered):
+        extra = {"answers": dict(answered.answers), "unanswered": list(answered.unanswered)}
     return {
         "caption": caption,
         "matched": [{"rule": d.rule, "phrases": list(d.phrases)} for d in decisions if d.matched],
@@ -56,4 +73,5 @@ def decision_json(caption: str, decisions: list[RuleDecision]) -> dict[str, Any]
             for m in d.mentions
             if m.discarded is not None
         ],
+        **extra,
     }

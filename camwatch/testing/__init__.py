@@ -14,6 +14,8 @@ Modules:
 - `server`: the loopback HTTP server both are built on; `answers`: scripted answers;
   `journal`: what a server recorded, to wait on;
 - `caption_api`: `StandinCaptionAPI` and the `RecordedRequest`s it records;
+- `chat_api`: `StandinChatAPI`, an OpenAI-compatible chat completions server (the `openai`
+  provider's far end), and the `RecordedChat`s it records;
 - `multipart`: the caption API's request format (multipart upload or JSON), parsed strictly;
 - `webhooks`: `WebhookReceiver` and the `ReceivedWebhook`s it records;
 - `samples`: the bundled sample snapshots and JPEGs that carry their caption;
@@ -30,6 +32,7 @@ from camwatch.testing.caption_api import (
     StandinCaptionAPI,
 )
 from camwatch.testing.chaos import ChaosProxy, Fault, Faults
+from camwatch.testing.chat_api import RecordedChat, StandinChatAPI, chat_error
 from camwatch.testing.multipart import IMAGE_TYPES, Part, parse_multipart
 from camwatch.testing.samples import (
     CAPTION_PREFIX,
@@ -52,9 +55,12 @@ __all__ = [
     "LoopbackServer",
     "Part",
     "ReceivedWebhook",
+    "RecordedChat",
     "RecordedRequest",
     "StandinCaptionAPI",
+    "StandinChatAPI",
     "WebhookReceiver",
+    "chat_error",
     "jpeg_caption",
     "jpeg_with_caption",
     "parse_multipart",

@@ -1,6 +1,8 @@
 """Run a stand-in in the foreground: `python -m camwatch.testing api --port 8080 --latency 0.1
---api-key K` or `python -m camwatch.testing webhook --port 8081`; the first line on stdout is its
-URL. The benchmarks start the caption API this way, in a process of its own.
+--api-key K`, `python -m camwatch.testing chat --model llava:7b` (an OpenAI-compatible server:
+`caption.base_url` is its URL plus /v1) or `python -m camwatch.testing webhook --port 8081`; the
+first line on stdout is its URL. The benchmarks start the caption API this way, in a process of
+its own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import signal
 import sys
 
 from camwatch.testing.caption_api import DEFAULT_API_KEY, StandinCaptionAPI
+from camwatch.testing.chat_api import DEFAULT_MODEL, StandinChatAPI
 from camwatch.testing.webhooks import WebhookReceiver
 
 
@@ -26,14 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     api.add_argument("--api-key", default=DEFAULT_API_KEY)
     api.add_argument("--captions", help="JSON file: file name -> caption (default: the samples)")
+    chat = sub.add_parser("chat", help="an OpenAI-compatible chat completions server")
+    chat.add_argument("--host", default="127.0.0.1")
+    chat.add_argument("--port", type=int, default=0)
+    chat.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    chat.add_argument("--api-key", default=None, help="require this Bearer key (default: none)")
+    chat.add_argument("--model", default=DEFAULT_MODEL, help="the one model served")
     hook = sub.add_parser("webhook", help="a webhook receiver")
     hook.add_argument("--host", default="127.0.0.1")
     hook.add_argument("--port", type=int, default=0)
     hook.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
 
-    server: StandinCaptionAPI | WebhookReceiver
-    if args.what == "api":
+    server: StandinCaptionAPI | StandinChatAPI | WebhookReceiver
+    if args.what == "chat":
+        server = StandinChatAPI(
+            api_key=args.api_key,
+            model=args.model,
+            latency=args.latency,
+            host=args.host,
+            port=args.port,
+        )
+    elif args.what == "api":
         captions = None
         if args.captions:
             with open(args.captions, encoding="utf-8") as handle:
