@@ -47,14 +47,19 @@ class Alert:
     alerted_at: float
 
 
-def every_target(
-    config: Config, message: str
-) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def every_target(config: Config, message: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Return every delivery target of a configuration, for the alerts about camwatch itself
     (silent cameras, cost pauses), with `message` as each notify target's message."""
     targets = [("webhook", w.name) for w in config.webhooks]
     targets += [("notify", n.name) for n in config.notify]
+    targets += mqtt_target(config)
     return targets, {n.name: message for n in config.notify}
+
+
+def mqtt_target(config: Config) -> list[tuple[str, str]]:
+    """Return the mqtt target (`P/alert`) if the configuration has `mqtt`: it gets every
+    alert, the rules' `webhooks` and `notify` lists do not name it."""
+    return [("mqtt", "mqtt")] if config.mqtt is not None else []
 
 
 def alert_body(alert: Alert) -> str:
@@ -144,6 +149,7 @@ def alert_candidates(
         hooks = rule.webhooks if rule.webhooks is not None else [w.name for w in config.webhooks]
         notes = rule.notify if rule.notify is not None else list(notify)
         targets = [("webhook", name) for name in hooks] + [("notify", name) for name in notes]
+        targets += mqtt_target(config)
         fields = {
             "id": alert.event_id,
             "rule": rule.name,

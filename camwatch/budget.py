@@ -96,11 +96,22 @@ def next_midnight(now: float, zone: str | None) -> float:
 class Costs:
     """The daily token budget and the alerts of the cost pauses; shared by every worker."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        on_alert: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._on_alert = on_alert  # wakes the dispatcher: the alert goes now, not at its next poll
         self._lock = threading.Lock()
         self.paused_until: float | None = None  # while the day's budget is spent
+        # (day, tokens) as this process knows them: the database's count, plus each answer the
+        # moment it came. The database has an answer's tokens only once its caption is
+        # recorded, which is after the request slot is freed: a worker taking that slot must
+        # see them, or every worker that waited sends one request past the budget.
+        self._known: tuple[str, int] = ("", 0)
 
     def today(self, config: Config) -> str:
         """Return today's local date in the configuration's time zone."""
@@ -116,6 +127,11 @@ class Costs:
         now = self._clock()
         day = local_day(now, config.timezone)
         spent = self._store.tokens_on(day)
+        with self._lock:
+            known_day, known = self._known
+            if known_day == day:
+                spent = max(spent, known)  # answers whose captions are not recorded yet
+            self._known = (day, spent)
         if spent < limit:
             if self.paused_until is not None:
                 log.info("captioning_resumed", after="daily token budget", day=day)
@@ -134,6 +150,7 @@ class Costs:
             }
             alert = cost_alert(config, BUDGET_EXHAUSTED, fields, now)
             if self._store.announce_pause("budget", day, alert):
+                self._on_alert()
                 log.error(
                     "budget_exhausted",
                     **fields,
@@ -142,11 +159,30 @@ class Costs:
                 )
         return until
 
+    def answered(self, config: Config, tokens: int) -> None:
+        """Count an answer's tokens now, before its caption is recorded (see `spent_up`)."""
+        day = self.today(config)
+        with self._lock:
+            known_day, known = self._known
+            self._known = (day, (known if known_day == day else 0) + tokens)
+
+    def spent_up(self, config: Config) -> bool:
+        """Return whether today's tokens, the answers not yet recorded included, reached
+        `daily_tokens`; from memory, so that it can be asked right before each request."""
+        limit = config.caption.daily_tokens
+        if limit is None:
+            return False
+        day = self.today(config)
+        with self._lock:
+            known_day, known = self._known
+        return known_day == day and known >= limit
+
     def credits_exhausted(self, config: Config, reason: str) -> None:
         """Announce a pause for exhausted credits, once per pause (across restarts)."""
         now = self._clock()
         alert = cost_alert(config, CREDITS_EXHAUSTED, {"reason": reason}, now)
         if self._store.announce_pause("credits", "current", alert):
+            self._on_alert()
             log.error("credits_exhausted", reason=reason, event_id=alert.event_id)
 
     def resumed(self) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from camwatch import __version__
 from camwatch.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_duration
@@ -97,23 +97,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_service(args.config, config, once=args.once, bar=bar)
 
 
+def _provider_line(block: Any, key: str | None) -> str:
+    """Return how check-config shows a provider block: its kind and address (the path, never a
+    user, password or query), the model for openai, and whether a key is sent."""
+    from camwatch.config import scrub_url
+    from camwatch.config.providers import (
+        CHAT_PATH,
+        DEFAULT_MAX_TOKENS,
+        DEFAULT_TEMPERATURE,
+        MEMORIES_BASE_URL,
+        MEMORIES_ENDPOINT,
+    )
+
+    if block.provider == "openai":
+        tokens = DEFAULT_MAX_TOKENS if block.max_tokens is None else block.max_tokens
+        heat = DEFAULT_TEMPERATURE if block.temperature is None else block.temperature
+        where = f"{scrub_url(block.base_url, keep_path=True)}{CHAT_PATH}"
+        extra = f" model={block.model} max_tokens={tokens} temperature={heat:g}"
+    else:
+        address = scrub_url(block.base_url or MEMORIES_BASE_URL, keep_path=True)
+        where = f"{address}{block.endpoint or MEMORIES_ENDPOINT}"
+        extra = ""
+    return f"{block.provider} {where}{extra} ({'key set' if key else 'no key'})"
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from camwatch.config import (
         address_warnings,
         readable_secrets,
-        resolve_api_key,
         rule_warnings,
         scrub_url,
     )
     from camwatch.config.preflight import preflight
     from camwatch.folders import choose_mode
+    from camwatch.providers.keys import provider_keys
     from camwatch.rules import RuleSet
 
     config = _load(args.config)
     # Everything `run` would trip on, gathered before reporting, so that one pass fixes all.
     problems: list[str] = []
+    keys: list[str | None] = []
     for check in (
-        lambda: resolve_api_key(config.caption),
+        lambda: keys.extend(provider_keys(config.caption)),  # the primary's and the fallback's
         lambda: RuleSet(config.rules, config.matching, config.timezone),  # phrases, cues
     ):
         try:
@@ -134,11 +159,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     # URLs are shown as scheme://host:port (the caption API with its path): never a user,
     # password, query string or webhook path, which are often credentials.
+    endpoint = "/chat/completions" if caption.provider == "openai" else caption.endpoint
     print(
-        f"  caption: {scrub_url(caption.base_url, keep_path=True)}{caption.endpoint}"
+        f"  caption: {scrub_url(caption.base_url, keep_path=True)}{endpoint}"
         f" upload={caption.upload}"
         f" concurrency={caption.concurrency} attempts={caption.retry.attempts}"
     )
+    print(f"  provider: {_provider_line(caption, keys[0] if keys else None)}")
+    if caption.fallback is not None:
+        key = keys[1] if len(keys) > 1 else None
+        print(f"  fallback: {_provider_line(caption.fallback, key)} (while the provider cannot)")
     for cam in config.cameras:
         mode, fstype = choose_mode(cam)
         extra = f" expect_every={cam.expect_every:g}s" if cam.expect_every else ""
@@ -153,6 +183,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 conditions.append(f"{key}={getattr(rule, key)}")
         if rule.regex:
             conditions.append(f"regex={rule.regex!r}")
+        if rule.ask:
+            conditions.append(f"ask={rule.ask!r}")
         print(f"  rule {rule.name} [{rule.severity}]: {' '.join(conditions)}")
     for hook in config.webhooks:
         # Validation refuses an empty secret; checked again so that this line cannot claim
@@ -181,6 +213,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.http is not None:
         auth = "token required" if config.http.token is not None else "no token (this machine only)"
         print(f"  http: {config.http.listen} /metrics /healthz / ({auth})")
+    if config.mqtt is not None:  # the broker as scheme://host:port: never its user or password
+        found = f", discovery {config.mqtt.discovery_prefix}/" if config.mqtt.discovery else ""
+        print(f"  mqtt: {config.mqtt.broker.shown} topics {config.mqtt.topic_prefix}/#{found}")
     print(f"  debounce={config.debounce:g}s after={config.after} state_dir={config.state_dir}")
     return EX_OK
 
@@ -199,17 +234,45 @@ def _read_image(path: Path, max_bytes: int) -> bytes:
     return data
 
 
+def _chosen_provider(caption: Any, wanted: str | None) -> str:
+    """Given the caption settings and `--provider` (memories, openai, fallback or None), return
+    which block `provider_for` builds: "configured", "primary" or "fallback". Raise UsageError
+    if no block is of that kind."""
+    if wanted is None:
+        return "configured"
+    fallback = caption.fallback
+    if wanted == "fallback":
+        if fallback is None:
+            raise UsageError("--provider fallback: caption.fallback is not configured")
+        return "fallback"
+    if caption.provider == wanted:
+        return "primary"
+    if fallback is not None and fallback.provider == wanted:
+        return "fallback"
+    raise UsageError(
+        f"--provider {wanted}: neither caption.provider nor caption.fallback.provider is {wanted!r}"
+    )
+
+
 def cmd_caption(args: argparse.Namespace) -> int:
-    from camwatch.caption import CaptionClient
-    from camwatch.config import resolve_api_key
     from camwatch.errors import TooLarge
     from camwatch.files import is_complete_image
     from camwatch.prompts import prompts_for
+    from camwatch.providers import provider_for
+    from camwatch.providers.keys import provider_key
+    from camwatch.rules import RuleSet
 
     config = _load(args.config)
     configure(config.log.level, config.log.format)
-    api_key = resolve_api_key(config.caption)
-    register_secrets([api_key])
+    which = _chosen_provider(config.caption, args.provider)
+    blocks = {"primary": [(config.caption, "caption")]}
+    if config.caption.fallback is not None:
+        fallback = (config.caption.fallback, "caption.fallback")
+        blocks["fallback"] = [fallback]
+        blocks["configured"] = [*blocks["primary"], fallback]
+    else:
+        blocks["configured"] = blocks["primary"]
+    register_secrets([provider_key(block, where) for block, where in blocks[which]])
     path = Path(args.image)
     try:
         data = _read_image(path, config.caption.max_image_bytes)
@@ -239,7 +302,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     _check_camera(config, args.camera)
     camera = config.camera(args.camera) if args.camera else config.cameras[0]
     assert camera is not None
-    client = CaptionClient(config.caption, api_key)
+    client = provider_for(config.caption, which=which)
     try:
         result = client.caption_file(
             data, path.name, prompts_for(config, camera), logger=log.bind(path=str(path))
@@ -249,7 +312,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
         return EX_UNAVAILABLE
     finally:
         client.close()
-    print(result.text)
+    # What the daemon would keep: the caption without the answers to the rules' `ask`.
+    answered = RuleSet(config.rules, config.matching, config.timezone).read_answers(
+        result.text, camera.name
+    )
+    print(answered.caption)
+    by = f"{result.provider}{' (the fallback)' if result.fallback else ''}"
+    print(f"camwatch: captioned by {by}, {result.tokens_total} tokens", file=sys.stderr)
+    if answered.answers or answered.unanswered:
+        said = ", ".join(f"{rule}={answer}" for rule, answer in answered.answers.items())
+        missing = f"; no answer: {', '.join(answered.unanswered)}" if answered.unanswered else ""
+        print(f"camwatch: answers: {said or 'none'}{missing}", file=sys.stderr)
     return EX_OK
 
 
@@ -265,11 +338,16 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
         if not caption.strip():
             continue
         checked += 1
-        decisions = rules.evaluate(caption, args.camera, schedules=False)
+        # A caption may end with the answers to the rules' `ask`, as a model writes them.
+        answered = rules.read_answers(caption, args.camera)
+        decisions = rules.evaluate(
+            answered.caption, args.camera, schedules=False, answers=answered.answers
+        )
         if args.json:
-            print(json.dumps(decision_json(caption, decisions), ensure_ascii=False), flush=True)
+            found = decision_json(answered.caption, decisions, answered)
+            print(json.dumps(found, ensure_ascii=False), flush=True)
         else:
-            print(explain(decisions, caption), flush=True)
+            print(explain(decisions, answered.caption, answered), flush=True)
     # On stderr, so that stdout stays one JSON object per caption for scripts.
     print(
         f"{checked} caption(s) checked; {NOT_APPLIED_IN_TESTS}",
@@ -348,9 +426,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             db.close()
     rules = RuleSet(config.rules, config.matching, config.timezone)
     alerts = 0
+    unanswered = 0
     for record in records:
         when = datetime.fromtimestamp(record.captioned_at).astimezone()
-        decisions = rules.matching(record.caption, record.camera, now=when)
+        # Captions are stored without the answers to the rules' `ask`: those rules fall back to
+        # their keywords here, unless a caption still ends with its answers object.
+        answered = rules.read_answers(record.caption, record.camera)
+        unanswered += bool(answered.unanswered)
+        decisions = rules.matching(
+            answered.caption, record.camera, now=when, answers=answered.answers
+        )
         path = printable_path(record.path)
         for decision in decisions:
             alerts += 1
@@ -373,6 +458,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         " (cooldowns not applied)",
         file=sys.stderr,
     )
+    if unanswered:
+        print(
+            f"{unanswered} caption(s) without answers to the rules' ask questions (answers are"
+            " not stored): those rules were decided by their keywords (any, all, regex)",
+            file=sys.stderr,
+        )
     return EX_OK
 
 
@@ -423,7 +514,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from camwatch.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    return run_demo(keep=args.keep, provider=args.provider)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -454,6 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run end to end on a temporary folder, no key or network")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument(
+        "--provider",
+        choices=["memories", "openai"],
+        default="memories",
+        help="the stand-in to caption with: memories.ai (default), or an OpenAI-compatible"
+        " chat completions server, as Ollama on this machine",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
@@ -476,6 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", help="the JPEG or PNG file to caption")
     p.add_argument("--camera", help="use this camera's prompts (default: the first camera's)")
+    p.add_argument(
+        "--provider",
+        choices=["memories", "openai", "fallback"],
+        help="try one provider by hand: the configured block of that kind (caption or"
+        " caption.fallback), or the fallback block alone (default: the provider, and its"
+        " fallback while it cannot caption, as the daemon does)",
+    )
     p.set_defaults(func=cmd_caption)
 
     p = with_config(

@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from camwatch.backoff import backoff
 from camwatch.config import Config, DeliveryConfig
@@ -180,16 +181,18 @@ class Dispatcher:
         store: Store,
         on_delivered: OnDelivered = lambda row, sender: None,
         metrics: Metrics | None = None,
+        mqtt_link: Callable[[], Any] = lambda: None,
     ) -> None:
         self.store = store
         self.metrics = metrics if metrics is not None else Metrics()
         self._on_delivered = on_delivered
+        self._mqtt_link = mqtt_link  # the daemon's MQTT connection, for the mqtt target
         self._workers: dict[tuple[str, str], TargetWorker] = {}
         self._stop = threading.Event()  # interrupts the senders' in-call retries at shutdown
 
     def sync(self, config: Config) -> None:
         """Deliver to exactly the targets of `config`; restart a target whose settings changed."""
-        wanted = {(s.kind, s.name): s for s in senders_for(config, self._stop)}
+        wanted = {(s.kind, s.name): s for s in senders_for(config, self._stop, self._mqtt_link)}
         for key, worker in list(self._workers.items()):
             new = wanted.get(key)
             if (

@@ -85,6 +85,25 @@ class CaptionGate:
                 self._cond.wait(min(max(wait, 0.01), 1.0))
             return None
 
+    def try_acquire(self) -> bool | None:
+        """Without waiting (a caller with somewhere else to go: a fallback provider): return
+        True for a normal call, False for the one probe of a half-open gate, None if a call now
+        would have to wait."""
+        with self._cond:
+            if self.state == GateState.CLOSED:
+                return True
+            if not self._probing and self._clock() >= self._until:
+                self._probing = True
+                return False
+            return None
+
+    def next_probe_in(self) -> float:
+        """Return how long until the next probe is due (0 if the gate is closed or due now)."""
+        with self._cond:
+            if self.state == GateState.CLOSED:
+                return 0.0
+            return max(self._until - self._clock(), 0.0)
+
     def succeeded(self, probe: bool) -> bool:
         """Record a caption that came back: the API works. Return whether that ended an
         outage or a pause (the images waiting for it are due now)."""

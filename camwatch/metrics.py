@@ -139,9 +139,10 @@ class Metrics:
         for rule in config.rules:
             for camera in rule.cameras or cameras:
                 self.alerts.labels(rule.name, camera)
-        for target in (*config.webhooks, *config.notify):
+        targets = [t.name for t in (*config.webhooks, *config.notify)]
+        for name in targets + (["mqtt"] if config.mqtt is not None else []):
             for result in DELIVERY_RESULTS:
-                self.deliveries.labels(target.name, result)
+                self.deliveries.labels(name, result)
 
     def watch(self, view: ServiceView) -> None:
         """Report the service's state, read from `view` at every scrape."""

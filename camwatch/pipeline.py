@@ -31,7 +31,6 @@ from typing import Any
 from camwatch.alerts import alert_candidates
 from camwatch.archive import finish_file
 from camwatch.budget import Costs, RequestPace, local_day
-from camwatch.caption import CaptionClient, CaptionResult
 from camwatch.config import CameraConfig, Config
 from camwatch.errors import (
     CaptionAborted,
@@ -42,11 +41,18 @@ from camwatch.errors import (
     TooLarge,
     TransientCaptionError,
 )
-from camwatch.files import Snapshot, is_complete_image, printable_path, read_snapshot
+from camwatch.files import (
+    Snapshot,
+    content_kind,
+    is_complete_image,
+    printable_path,
+    read_snapshot,
+)
 from camwatch.gate import CaptionGate
 from camwatch.log import get_logger
 from camwatch.metrics import Metrics
 from camwatch.prompts import prompts_for, public_url_for
+from camwatch.providers import CaptionResult, Provider
 from camwatch.rules import MAX_CAPTION_CHARS, RuleDecision, RuleSet
 from camwatch.similar import Fingerprint, HashError, RecentFrames, fingerprint
 from camwatch.store import AlertCandidate, ImageJob, ImageState, SkipKind, Store
@@ -77,7 +83,7 @@ class Runtime:
     """Everything a job needs that a reload can replace, swapped as one reference."""
 
     config: Config
-    client: CaptionClient
+    client: Provider  # providers/: memories.ai or OpenAI-compatible, perhaps with a fallback
     rules: RuleSet
 
 
@@ -99,6 +105,22 @@ class Captioned:
     decisions: list[RuleDecision]
     alerts: list[AlertCandidate]
     latency_ms: float
+    data: bytes = field(default=b"", repr=False)  # the image as captioned (for on_captioned)
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    """A captioned image, once recorded: what `on_captioned` hears (MQTT publishes it)."""
+
+    camera: str
+    path: str
+    sha256: str
+    caption: str
+    captioned_at: float
+    rules: tuple[str, ...]  # the rules that matched the caption
+    alerted: tuple[str, ...]  # those whose alert was decided (not held back by a cooldown)
+    data: bytes = field(repr=False)  # the bytes captioned: nobody opens the file again
+    content_type: str = "image/jpeg"
 
 
 @dataclass(frozen=True)
@@ -176,9 +198,11 @@ class Pipeline:
         metrics: Metrics | None = None,
         costs: Costs | None = None,
         pace: RequestPace | None = None,
+        on_captioned: Callable[[CaptionedImage], None] | None = None,
     ) -> None:
+        self._on_captioned = on_captioned
         self.store = store
-        self.costs = costs if costs is not None else Costs(store, clock)
+        self.costs = costs if costs is not None else Costs(store, clock, on_alerts)
         self.pace = pace if pace is not None else RequestPace()
         self.recent = RecentFrames()
         self.metrics = metrics if metrics is not None else Metrics()
@@ -367,15 +391,21 @@ class Pipeline:
         config = rt.config
         prompts = prompts_for(config, config.camera(job.camera) or camera)
         ilog = log.bind(camera=job.camera, path=job.path)  # the client's retries name the image
+        spent_up = False
         try:
             with self.slots.held(self._stop) as started:
-                if config.caption.upload == "url":
-                    assert config.caption.public_url is not None
-                    url = public_url_for(config.caption.public_url, job.camera, job.relpath)
-                    result = rt.client.caption_url(url, prompts, ilog)
-                else:
-                    name = printable_path(os.path.basename(job.path))
-                    result = rt.client.caption_file(snap.data, name, prompts, ilog)
+                # Asked again right before the request: the answers that came while this worker
+                # waited (at the gate, the pace, for this slot) may have spent the budget.
+                spent_up = self.costs.spent_up(config)
+                if not spent_up:
+                    if config.caption.upload == "url":
+                        assert config.caption.public_url is not None
+                        url = public_url_for(config.caption.public_url, job.camera, job.relpath)
+                        result = rt.client.caption_url(url, prompts, ilog)
+                    else:
+                        name = printable_path(os.path.basename(job.path))
+                        result = rt.client.caption_file(snap.data, name, prompts, ilog)
+                    self.costs.answered(config, result.tokens_total)  # before the slot is freed
         except CaptionAborted:
             self.gate.released(probe)
             return Verdict(Outcome.SAVED)
@@ -408,7 +438,17 @@ class Pipeline:
             due = self._clock() + period
             fields = {"wait_s": period}
             return Verdict(Outcome.REQUEUED, reason, facts, due, not probe, fields=fields)
+        if spent_up:
+            self.gate.released(probe)
+            resume_at = self.costs.blocked_until(config)  # announces the pause, once
+            reason = "daily token budget spent; captioning resumes at local midnight"
+            return Verdict(Outcome.PAUSED, reason, facts, due_at=resume_at or 0.0, quiet=True)
         self._succeeded(probe)
+        if isinstance(result.primary_error, CreditsError):
+            # The fallback captioned this image; the primary's credits are spent all the same.
+            self.costs.credits_exhausted(rt.config, str(result.primary_error))
+        elif result.primary_resumed:
+            self.costs.resumed()  # the primary answers again (providers/fallback.py)
         return rt, result, round((time.monotonic() - started) * 1000, 1)
 
     def _succeeded(self, probe: bool) -> None:
@@ -432,14 +472,20 @@ class Pipeline:
         CAPTIONED verdict."""
         assert facts.sha256 is not None
         try:
+            # Rules with `ask`: the model's JSON answers come off the caption; what is kept,
+            # logged, stored and sent is the caption without them.
+            answered = rt.rules.read_answers(result.text, job.camera)
             # The matcher reads only the first MAX_CAPTION_CHARS itself (minding a word the cut
             # would split), so it gets the caption as it came.
-            decisions = rt.rules.matching(result.text, job.camera)
+            decisions = rt.rules.matching(answered.caption, job.camera, answers=answered.answers)
         except Exception as exc:
             # The caption came from outside: whatever it made the matcher do, this image is
             # failed with the reason, not requeued and paid for again at every round.
             log.exception("rules_failed", camera=job.camera, path=job.path)
             return Verdict(Outcome.FAILED, f"rule matching failed ({type(exc).__name__})", facts)
+        result = dataclasses.replace(result, text=answered.caption)
+        for rule in answered.unanswered:  # those rules fell back to their keywords
+            log.warning("ask_unanswered", camera=job.camera, path=job.path, rule=rule)
         if len(result.text) > MAX_CAPTION_CHARS:
             # Captions transcribe visible text: a megabyte of it is someone's doing. Cut it
             # before it is stored, logged or sent.
@@ -455,7 +501,7 @@ class Pipeline:
             self._clock(),
             image_data=data,
         )
-        captioned = Captioned(result, decisions, alerts, latency_ms)
+        captioned = Captioned(result, decisions, alerts, latency_ms, data)
         return Verdict(Outcome.CAPTIONED, facts=facts, captioned=captioned)
 
     # -- the one place a job's outcome is written ------------------------------------------------
@@ -542,6 +588,8 @@ class Pipeline:
             tokens=result.tokens_total,
             latency_ms=captioned.latency_ms,
             rules=[d.rule for d in captioned.decisions],
+            provider=result.provider,
+            **({"fallback": True} if result.fallback else {}),
         )
         phrases = {d.rule: d.phrases for d in captioned.decisions}
         queued = False
@@ -565,6 +613,7 @@ class Pipeline:
                 )
         if queued:
             self._on_alerts()
+        self._announce(job, facts.sha256, captioned, decided)
         config = rt.config
         camera = config.camera(job.camera)
         root = camera.path if camera is not None else None
@@ -573,6 +622,32 @@ class Pipeline:
         )
         if error is not None:
             self.last_error = f"after_action_failed: {error}"
+
+    def _announce(
+        self,
+        job: ImageJob,
+        sha256: str,
+        captioned: Captioned,
+        decided: list[tuple[AlertCandidate, bool]],
+    ) -> None:
+        """Tell `on_captioned` about a recorded image; its failure never fails the job."""
+        if self._on_captioned is None:
+            return
+        event = CaptionedImage(
+            camera=job.camera,
+            path=job.path,
+            sha256=sha256,
+            caption=captioned.result.text,
+            captioned_at=self._clock(),
+            rules=tuple(d.rule for d in captioned.decisions),
+            alerted=tuple(c.rule for c, sent in decided if sent),
+            data=captioned.data,
+            content_type="image/png" if content_kind(captioned.data) == "png" else "image/jpeg",
+        )
+        try:
+            self._on_captioned(event)
+        except Exception:
+            log.exception("on_captioned_failed", camera=job.camera, path=job.path)
 
     def _warn(self, blog: Any, event: str, **fields: Any) -> None:
         """Log a warning about a job and keep it as the last error for the status line."""

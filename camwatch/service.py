@@ -17,18 +17,21 @@ from pathlib import Path
 from types import FrameType
 
 from camwatch.archive import finish_file
-from camwatch.caption import CaptionClient
-from camwatch.config import Config, load_config, readable_secrets, resolve_api_key
+from camwatch.config import Config, load_config, readable_secrets
 from camwatch.debounce import Debouncer, ReadyFile
 from camwatch.dispatch import Dispatcher
 from camwatch.errors import ConfigError, StateError
 from camwatch.files import relative_candidate
 from camwatch.gate import CaptionGate, GateState
+from camwatch.homeassistant import discovery
 from camwatch.http_server import App, HttpListener
 from camwatch.log import get_logger, register_secrets
 from camwatch.metrics import Metrics
-from camwatch.pipeline import Outcome, Pipeline, Runtime
+from camwatch.mqtt.link import MqttLink, connection_settings
+from camwatch.pipeline import CaptionedImage, Outcome, Pipeline, Runtime
 from camwatch.progress import Progress, TerminalBar, every_from_env
+from camwatch.providers import Provider, provider_for
+from camwatch.providers.keys import provider_keys
 from camwatch.rules import RuleSet
 from camwatch.runlock import state_lock
 from camwatch.scan import Scanner, scan_camera
@@ -50,11 +53,15 @@ PRUNE_EVERY_S = 3600.0
 PROGRESS_LOOK_S = 0.5
 
 
-def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
-    """Return every secret value a configuration holds, for log redaction."""
-    values: list[str | None] = [api_key]
+def secrets_of(config: Config, *api_keys: str | None) -> list[str | None]:
+    """Return every secret value a configuration holds, for log redaction (with `api_keys`, the
+    keys resolved from files or credentials)."""
+    values: list[str | None] = list(api_keys)
     if config.caption.api_key is not None:
         values.append(config.caption.api_key.get_secret_value())
+    fallback = config.caption.fallback
+    if fallback is not None and fallback.api_key is not None:
+        values.append(fallback.api_key.get_secret_value())
     values += [w.secret.get_secret_value() for w in config.webhooks if w.secret is not None]
     values += [u.get_secret_value() for n in config.notify for u in n.urls]
     # A webhook URL often is a token (Home Assistant's /api/webhook/<id>, Slack, Discord), and
@@ -63,14 +70,18 @@ def secrets_of(config: Config, api_key: str | None = None) -> list[str | None]:
     values += [value for w in config.webhooks for value in w.headers.values()]
     if config.http is not None and config.http.token is not None:
         values.append(config.http.token.get_secret_value())
+    if config.mqtt is not None and config.mqtt.broker.username is not None:
+        # The URL with its credentials, and the password. Not the user name alone: a common one
+        # ("mqtt", "camwatch") would blank those words out of every log line, and it is never
+        # logged. (A URL without credentials is what the logs show as the broker.)
+        values += [config.mqtt.url.get_secret_value(), config.mqtt.broker.password]
     return values
 
 
 def build_runtime(config: Config, stop: threading.Event, metrics: Metrics | None = None) -> Runtime:
-    """Return the reloadable parts for `config`. Raise ConfigError if the API key is missing."""
-    api_key = resolve_api_key(config.caption)
-    register_secrets(secrets_of(config, api_key))
-    client = CaptionClient(config.caption, api_key, stop=stop, metrics=metrics)
+    """Return the reloadable parts for `config`. Raise ConfigError if an API key is missing."""
+    register_secrets(secrets_of(config, *provider_keys(config.caption)))
+    client = provider_for(config.caption, stop=stop, metrics=metrics)
     rules = RuleSet(config.rules, config.matching, config.timezone)
     return Runtime(config=config, client=client, rules=rules)
 
@@ -79,8 +90,12 @@ def stall_limit(config: Config) -> float:
     """Return how long a busy pipeline may go without finishing a job before it counts as
     wedged: the longest a job can legitimately take, plus a margin."""
     caption = config.caption
-    retry = caption.retry
-    return retry.attempts * caption.timeout + (retry.attempts - 1) * retry.backoff_max + 60.0
+    # With a fallback, one job may go through both providers' retries.
+    blocks = [caption] if caption.fallback is None else [caption, caption.fallback]
+    longest = sum(
+        b.retry.attempts * b.timeout + (b.retry.attempts - 1) * b.retry.backoff_max for b in blocks
+    )
+    return longest + 60.0
 
 
 class Service:
@@ -104,9 +119,10 @@ class Service:
         self._wakeup = Wakeup()
         self._reload_requested = False
         self._stop_requested = False
-        self._old_clients: list[CaptionClient] = []
+        self._old_clients: list[Provider] = []
         self.metrics = Metrics()
         self.listener: HttpListener | None = None
+        self.mqtt: MqttLink | None = None  # the broker connection, with `mqtt:`
         self.notifier = Notifier()
         self.exit_code = 0
 
@@ -177,6 +193,11 @@ class Service:
         finally:
             self._wakeup.set()
 
+    def _captioned(self, event: CaptionedImage) -> None:
+        link = self.mqtt
+        if link is not None:
+            link.captioned(event)
+
     def _finish_leftover(self, camera: str, path: str) -> None:
         """A file done before a crash that came between its caption and its after-action."""
         config = self.runtime.config
@@ -198,6 +219,10 @@ class Service:
         recovered = self.store.recover()
         self.store.skip_pending_of({c.name for c in config.cameras})
         reconsider_skipped(self.store, config)  # e.g. too large for a limit since raised
+        # What waited for a time (a spent daily budget's midnight, an outage's backoff) is due
+        # now: a restart, like a reload, may come with the cause fixed (a raised daily_tokens).
+        # If it is not, the first image puts the rest off again.
+        self.store.due_now()
         self.metrics.prime(config)
         self.runtime = build_runtime(config, self.stop, self.metrics)
         self.gate = CaptionGate.for_config(config.caption)
@@ -216,10 +241,11 @@ class Service:
             on_done=self._on_done,
             on_recovered=lambda: self.pool.wake(),
             metrics=self.metrics,
+            on_captioned=self._captioned,
         )
         pipeline.pace.set_rate(config.caption.max_per_minute)
         self.pool = WorkerPool(self.store, pipeline, self.stop)
-        self.dispatcher = Dispatcher(self.store, metrics=self.metrics)
+        self.dispatcher = Dispatcher(self.store, metrics=self.metrics, mqtt_link=lambda: self.mqtt)
         self.scanner = Scanner(self._scan)
         self.silence = SilenceWatch(self.store)
         self.watcher = Watcher(
@@ -231,6 +257,7 @@ class Service:
             )
         )
         self.debouncer.start()
+        self._sync_mqtt(None, config)
         self.dispatcher.sync(config)
         self.pool.resize(config.caption.concurrency)
         watched = self.watcher.sync(config.cameras)
@@ -383,7 +410,7 @@ class Service:
         self.notifier.reloading()
         self._old_clients.append(self.runtime.client)
         self.runtime = runtime
-        self.config = new
+        old, self.config = self.config, new
         exposed = readable_secrets(self.config_path)
         if exposed is not None:
             log.warning(
@@ -400,9 +427,11 @@ class Service:
         self.gate.tune(new.caption)
         self.gate.resume()
         self.pipeline.pace.set_rate(new.caption.max_per_minute)
-        if self.pipeline.costs.paused_until is not None:
+        budget_changed = old.caption.daily_tokens != new.caption.daily_tokens
+        if self.pipeline.costs.paused_until is not None or budget_changed:
             # The images put off until midnight are due now: a raised (or removed)
-            # daily_tokens lets them go; if it is still spent, they are put off again.
+            # daily_tokens lets them go; if it is still spent, they are put off again. (A
+            # process started since the pause has no paused_until, hence the change itself.)
             self.pipeline.costs.paused_until = None
             self.store.due_now()
         try:
@@ -412,6 +441,7 @@ class Service:
         except (StateError, OSError) as exc:
             log.error("reload_partial", error=str(exc))
             added = []
+        self._sync_mqtt(old, new)
         self.dispatcher.sync(new)
         self.metrics.prime(new)
         self._sync_listener(new)
@@ -421,6 +451,27 @@ class Service:
         log.info("reloaded", cameras=[c.name for c in new.cameras], rules=len(new.rules))
         self.notifier.ready(status="reloaded")
         return True
+
+    def _sync_mqtt(self, old: Config | None, new: Config) -> None:
+        """Connect to the broker as `new.mqtt` says: start, stop or replace the link (a changed
+        URL, keepalive or topic prefix), or hand it the new cameras and rules. What the old
+        configuration announced to Home Assistant and the new one does not is cleared."""
+        link = self.mqtt
+        if new.mqtt is None:
+            if link is not None:
+                self.mqtt = None
+                link.stop(clear_discovery=True)  # mqtt removed: its entities go too
+            return
+        before = set(discovery(old).messages) if old is not None else set()
+        if link is not None and connection_settings(link.settings) == connection_settings(new.mqtt):
+            link.update(new, previous=before)
+            return
+        if link is not None:
+            before |= link.published_topics()
+            self.mqtt = None
+            link.stop()
+        self.mqtt = MqttLink(new, cleared=before)
+        self.mqtt.start()
 
     def _sync_listener(self, config: Config) -> None:
         """Serve HTTP as `config.http` says: start, stop or re-bind the listener (a listener
@@ -460,6 +511,8 @@ class Service:
         self.pool.wake()
         finished = self.pool.join(max(STOP_BUDGET_S - 2.0 - (time.monotonic() - started), 0.5))
         self.dispatcher.stop(timeout=max(STOP_BUDGET_S - (time.monotonic() - started), 0.5))
+        if self.mqtt is not None:  # after the dispatcher: an alert in flight gets its answer
+            self.mqtt.stop(timeout=max(STOP_BUDGET_S - (time.monotonic() - started), 0.5))
         for client in [*self._old_clients, self.runtime.client]:
             client.close()
         self.view.close()

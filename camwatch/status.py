@@ -46,7 +46,7 @@ class CameraStatus:
 class TargetStatus:
     """One alert target's backlog and dead letters."""
 
-    kind: str  # "webhook" or "notify"
+    kind: str  # "webhook", "notify" or "mqtt"
     name: str
     pending: int = 0
     oldest_at: float | None = None  # when the oldest undelivered alert was decided
@@ -106,9 +106,12 @@ def day_and_month_start(now: float, zone: tzinfo | None) -> tuple[float, float]:
 
 
 def _targets(config: Config) -> list[TargetStatus]:
-    return [TargetStatus("webhook", w.name) for w in config.webhooks] + [
-        TargetStatus("notify", n.name) for n in config.notify
-    ]
+    mqtt = [TargetStatus("mqtt", "mqtt")] if config.mqtt is not None else []
+    return (
+        [TargetStatus("webhook", w.name) for w in config.webhooks]
+        + [TargetStatus("notify", n.name) for n in config.notify]
+        + mqtt
+    )
 
 
 def nothing_yet(config: Config, now: float | None = None) -> Status:

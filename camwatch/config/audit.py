@@ -89,6 +89,14 @@ def _url_has_credentials(value: str) -> bool:
         return False
 
 
+def _password_written(value: str) -> bool:
+    """Return whether a URL, as written, holds a password (a broker's user name is no secret)."""
+    try:
+        return bool(urlsplit(written_text(value)).password)
+    except ValueError:
+        return False
+
+
 def _apprise_haswritten_text(value: str) -> bool:
     """Return whether an Apprise URL holds anything written in the file but its scheme: most
     of an Apprise URL is a token (discord://ID/TOKEN, tgram://BOT_TOKEN/CHAT_ID)."""
@@ -98,7 +106,7 @@ def _apprise_haswritten_text(value: str) -> bool:
 def inline_secret_fields(tree: Any) -> list[str]:
     """Given a parsed configuration tree (before interpolation), return the field paths of the
     secrets written in it: an inline caption.api_key, webhook secrets, webhook URLs with
-    credentials or query values, credential headers, Apprise URLs."""
+    credentials or query values, credential headers, Apprise URLs, a password in mqtt.url."""
     fields: list[str] = []
     if not isinstance(tree, dict):
         return fields
@@ -106,6 +114,10 @@ def inline_secret_fields(tree: Any) -> list[str]:
     api_key = caption.get("api_key") if isinstance(caption, dict) else None
     if isinstance(api_key, str) and written_text(api_key).strip():
         fields.append("caption.api_key")
+    fallback = caption.get("fallback") if isinstance(caption, dict) else None
+    api_key = fallback.get("api_key") if isinstance(fallback, dict) else None
+    if isinstance(api_key, str) and written_text(api_key).strip():
+        fields.append("caption.fallback.api_key")
     for i, hook in enumerate(_list(tree.get("webhooks"))):
         if not isinstance(hook, dict):
             continue
@@ -122,6 +134,10 @@ def inline_secret_fields(tree: Any) -> list[str]:
                         and written_text(header).strip()
                     ):
                         fields.append(join_path(f"webhooks[{i}].headers", str(name)))
+    mqtt = tree.get("mqtt")
+    broker = mqtt.get("url") if isinstance(mqtt, dict) else None
+    if isinstance(broker, str) and _password_written(broker):
+        fields.append("mqtt.url")
     http = tree.get("http")
     token = http.get("token") if isinstance(http, dict) else None
     if isinstance(token, str) and written_text(token).strip():
@@ -190,23 +206,38 @@ def _is_loopback(host: str) -> bool:
 
 
 def address_warnings(config: Config) -> list[str]:
-    """Return one warning per URL whose host is a link-local or cloud metadata address, and one
-    if the caption API is reached over plain http:// on another machine. URLs are not quoted:
-    only the field and the address."""
+    """Return one warning per URL whose host is a link-local or cloud metadata address, one if
+    the caption API is reached over plain http:// on another machine, and one if the MQTT
+    password would go over plain mqtt:// to another machine. URLs are not quoted: only the field
+    and the address."""
     warnings: list[str] = []
-    base = config.caption.base_url
-    host = _host(base)
-    if base.strip().lower().startswith("http://") and host and not _is_loopback(host):
-        warnings.append(
-            f"caption.base_url: plain http:// to a host that is not this machine ({host}):"
-            " the API key would travel in clear; use https://"
-        )
-    warnings += _metadata_warning("caption.base_url", base)
+    blocks: list[tuple[str, Any]] = [("caption", config.caption)]
+    if config.caption.fallback is not None:
+        blocks.append(("caption.fallback", config.caption.fallback))
+    for where, block in blocks:
+        base = block.base_url or ""
+        host = _host(base)
+        # An OpenAI-compatible server may take no key (Ollama on the LAN): nothing to expose.
+        keyed = block.provider == "memories" or block.api_key or block.api_key_file
+        if keyed and base.strip().lower().startswith("http://") and host and not _is_loopback(host):
+            warnings.append(
+                f"{where}.base_url: plain http:// to a host that is not this machine ({host}):"
+                " the API key would travel in clear; use https://"
+            )
+        warnings += _metadata_warning(f"{where}.base_url", base)
     for i, hook in enumerate(config.webhooks):
         warnings += _metadata_warning(f"webhooks[{i}].url", hook.url)
     for i, target in enumerate(config.notify):
         for j, url in enumerate(target.urls):
             warnings += _metadata_warning(f"notify[{i}].urls[{j}]", url.get_secret_value())
+    if config.mqtt is not None:
+        broker = config.mqtt.broker
+        if not broker.tls and broker.password and not _is_loopback(broker.host):
+            warnings.append(
+                f"mqtt.url: plain mqtt:// to a host that is not this machine ({broker.host}):"
+                " the password would travel in clear; use mqtts://"
+            )
+        warnings += _metadata_warning("mqtt.url", config.mqtt.url.get_secret_value())
     return warnings
 
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from camwatch.config.apprise_urls import apprise_url_problems
 from camwatch.config.environment import interpolate, join_path
 from camwatch.config.messages import validation_problems
-from camwatch.config.models import CaptionConfig, Config
+from camwatch.config.models import CaptionConfig, Config, ProviderConfig
 from camwatch.config.values import shown
 from camwatch.errors import ConfigError
 
@@ -333,32 +333,35 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     return parse_config(read_config_tree(path), environ)
 
 
-def resolve_api_key(caption: CaptionConfig, environ: Any = None) -> str:
+def resolve_api_key(
+    caption: CaptionConfig | ProviderConfig, environ: Any = None, field: str = "caption"
+) -> str:
     """Return the API key from `api_key`, `api_key_file`, or `$CREDENTIALS_DIRECTORY/api_key`
-    (systemd's LoadCredential=). Raise ConfigError if there is none."""
+    (systemd's LoadCredential=). Raise ConfigError if there is none. `caption` is the caption
+    section or a provider block of it (`caption.fallback`, named by `field` in messages)."""
     environ = os.environ if environ is None else environ
     if caption.api_key is not None and caption.api_key.get_secret_value().strip():
         return caption.api_key.get_secret_value().strip()
     candidates: list[tuple[str, Path]] = []
     if caption.api_key_file is not None:
-        candidates.append(("caption.api_key_file", caption.api_key_file))
+        candidates.append((f"{field}.api_key_file", caption.api_key_file))
     elif environ.get("CREDENTIALS_DIRECTORY"):
         candidates.append(
-            ("caption.api_key_file", Path(environ["CREDENTIALS_DIRECTORY"]) / "api_key")
+            (f"{field}.api_key_file", Path(environ["CREDENTIALS_DIRECTORY"]) / "api_key")
         )
-    for field, path in candidates:
+    for where, path in candidates:
         try:
             with path.open("rb") as file:
                 data = file.read(MAX_CONFIG_BYTES + 1)  # a key is short; /dev/zero is not
             key = data.decode("utf-8").strip()
         except OSError as exc:
-            raise ConfigError([f"{field}: cannot read {str(path)!r}: {exc.strerror}"]) from None
+            raise ConfigError([f"{where}: cannot read {str(path)!r}: {exc.strerror}"]) from None
         except UnicodeDecodeError:
-            raise ConfigError([f"{field}: {str(path)!r} is not UTF-8 text"]) from None
+            raise ConfigError([f"{where}: {str(path)!r} is not UTF-8 text"]) from None
         if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError([f"{field}: {str(path)!r} is larger than 1 MiB; not a key"])
+            raise ConfigError([f"{where}: {str(path)!r} is larger than 1 MiB; not a key"])
         if not key:
-            raise ConfigError([f"{field}: {str(path)!r} is empty"])
+            raise ConfigError([f"{where}: {str(path)!r} is empty"])
         return key
     raise ConfigError(
         [

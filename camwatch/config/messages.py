@@ -29,8 +29,9 @@ from camwatch.config.values import scrub_url, shown
 _SCHEMA_PART = re.compile(r"^(function-|tagged-union|lax-or-strict|json-or-python|is-instance)")
 
 # Fields whose values are or may hold credentials: their values are never quoted.
+# (`max_tokens`, `daily_tokens` count tokens: they hold none.)
 _SECRET_FIELD = re.compile(
-    r"auth|token|key|secret|passw|cookie|session|signature|credential|^urls$|^headers$",
+    r"auth|token(?!s$)|key|secret|passw|cookie|session|signature|credential|^urls$|^headers$",
     re.IGNORECASE,
 )
 

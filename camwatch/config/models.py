@@ -16,6 +16,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from camwatch.config.listen import Listen, parse_listen
+from camwatch.config.providers import (
+    MEMORIES_BASE_URL,
+    MEMORIES_ENDPOINT,
+    check_model,
+    provider_problem,
+)
 from camwatch.config.values import (
     Day,
     Duration,
@@ -24,6 +30,8 @@ from camwatch.config.values import (
     TimeRange,
     endpoint_in_base_url,
 )
+from camwatch.mqtt.address import Broker, parse_broker
+from camwatch.mqtt.topics import prefix_problem
 
 _MIN_TOKEN_LENGTH = 16  # as webhook secrets (load.py's MIN_SECRET_LENGTH)
 
@@ -49,6 +57,53 @@ class DedupeConfig(_Model):
     max_change: int = Field(16, ge=0, le=255)
 
 
+Provider = Literal["memories", "openai"]
+
+
+class ProviderConfig(_Model):
+    """`caption.fallback`: a provider block of its own (config/providers.py says which keys each
+    provider takes). Nothing is inherited from `caption`: not the address, not the key."""
+
+    provider: Provider
+    base_url: HttpUrl | None = None  # memories: https://security.memories.ai
+    endpoint: str | None = None  # memories: /v1/understand/uploadImg
+    api_key: SecretStr | None = None
+    api_key_file: SafePath | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    timeout: Duration = 30.0
+    retry: RetryConfig = RetryConfig()
+    pause_probe: Duration = 600.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value if value.startswith("/") else "/" + value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return check_model(value)
+
+    @model_validator(mode="after")
+    def _provider_keys(self) -> ProviderConfig:
+        given = set(self.model_fields_set)
+        problem = provider_problem(self.provider, given, self.base_url, self.model)
+        if problem is None and self.provider == "memories" and self.base_url is not None:
+            problem = endpoint_in_base_url(self.base_url, self.endpoint or MEMORIES_ENDPOINT)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
 class CaptionConfig(_Model):
     base_url: HttpUrl = "https://security.memories.ai"
     endpoint: str = "/v1/understand/uploadImg"
@@ -71,6 +126,12 @@ class CaptionConfig(_Model):
     jpeg_quality: int = Field(85, ge=1, le=95)  # above 95 Pillow's JPEGs only grow
     max_per_minute: int | None = Field(None, ge=1, le=100_000)
     daily_tokens: int | None = Field(None, ge=1)
+    # Who captions (config/providers.py): memories.ai, or an OpenAI-compatible server.
+    provider: Provider = "memories"
+    model: str | None = None  # openai: required
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)  # openai: default 300
+    temperature: float | None = Field(None, ge=0, le=2)  # openai: default 0
+    fallback: ProviderConfig | None = None  # while this provider cannot caption
 
     @field_validator("base_url")
     @classmethod
@@ -91,7 +152,30 @@ class CaptionConfig(_Model):
     @model_validator(mode="after")
     def _base_url_without_endpoint(self) -> CaptionConfig:
         # Refused at load, so that run and a reload refuse it too: every request would 404.
+        if self.provider != "memories":
+            return self  # _provider_keys checks an openai base_url
         problem = endpoint_in_base_url(self.base_url, self.endpoint)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return check_model(value)
+
+    @model_validator(mode="after")
+    def _provider_keys(self) -> CaptionConfig:
+        given = set(self.model_fields_set)
+        problem = provider_problem(self.provider, given, self.base_url, self.model)
+        if problem is None and self.fallback is not None:
+            fallback = self.fallback
+            same = (fallback.provider, fallback.base_url or MEMORIES_BASE_URL)
+            if same == (self.provider, self.base_url) and fallback.model == self.model:
+                problem = (
+                    "fallback: the same provider, address and model as caption itself; it would"
+                    " be down whenever the primary is (give another server or model)"
+                )
         if problem is not None:
             raise ValueError(problem)
         return self
@@ -144,6 +228,16 @@ class CameraConfig(_Model):
         return value
 
 
+# Home Assistant's binary_sensor device classes (its BinarySensorDeviceClass), for
+# `rules[].ha_device_class`: how the rule's sensor is shown there.
+HaDeviceClass = Literal[
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+    "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy",
+    "opening", "plug", "power", "presence", "problem", "running", "safety", "smoke", "sound",
+    "tamper", "update", "vibration", "window",
+]  # fmt: skip
+
+
 class RuleConfig(_Model):
     name: str = Field(min_length=1)
     any: list[str] = []
@@ -158,6 +252,21 @@ class RuleConfig(_Model):
     active: list[TimeRange] = []
     days: list[Day] = []
     skip_if: list[str] = []
+    ha_device_class: HaDeviceClass | None = None  # with mqtt discovery
+    ask: str | None = None  # a yes/no question put to the model (rules/answers.py)
+
+    @field_validator("ask")
+    @classmethod
+    def _ask(cls, value: str | None) -> str | None:
+        from camwatch.rules.answers import question_problem
+
+        if value is None:
+            return None
+        question = " ".join(value.split())  # one line in the prompt
+        problem = question_problem(question)
+        if problem is not None:
+            raise ValueError(problem)
+        return question
 
     @field_validator("any", "all", "none", "skip_if")
     @classmethod
@@ -183,8 +292,8 @@ class RuleConfig(_Model):
 
     @model_validator(mode="after")
     def _has_condition(self) -> RuleConfig:
-        if not (self.any or self.all or self.regex):
-            raise ValueError("a rule needs at least one of any, all or regex")
+        if not (self.any or self.all or self.regex or self.ask):
+            raise ValueError("a rule needs at least one of any, all, regex or ask")
         return self
 
 
@@ -271,6 +380,52 @@ class HttpConfig(_Model):
         return parse_listen(self.listen)
 
 
+class MqttConfig(_Model):
+    """The MQTT broker (camwatch/mqtt/): states, captions, snapshots and alerts on topics under
+    `topic_prefix`, and Home Assistant discovery under `discovery_prefix`."""
+
+    url: SecretStr  # user and password inside: never shown (Broker.shown is)
+    topic_prefix: str = "camwatch"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    hold: Duration = 30.0
+    keepalive: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        parse_broker(value.get_secret_value())  # a ValueError that never quotes credentials
+        return value
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        problem = prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("hold")
+    @classmethod
+    def _hold(cls, value: float) -> float:
+        if value < 1.0:
+            raise ValueError(f"expected at least 1s (a shorter ON may be missed), got {value:g}s")
+        return value
+
+    @field_validator("keepalive")
+    @classmethod
+    def _keepalive(cls, value: float) -> float:
+        # Whole seconds on the wire (a 16-bit field); a fraction is rounded up.
+        if not 1.0 <= value <= 65535.0:
+            raise ValueError(f"expected between 1s and 65535s, got {value:g}s")
+        return value
+
+    @property
+    def broker(self) -> Broker:
+        """Return the broker's address and credentials, parsed from `url`."""
+        return parse_broker(self.url.get_secret_value())
+
+
 class Config(_Model):
     caption: CaptionConfig = CaptionConfig()
     cameras: list[CameraConfig] = Field(min_length=1)
@@ -288,6 +443,7 @@ class Config(_Model):
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
     http: HttpConfig | None = None  # without it, no listener
+    mqtt: MqttConfig | None = None  # without it, no broker
 
     @field_validator("timezone")
     @classmethod

@@ -9,10 +9,11 @@ target is one new module here with a `senders(config, stop)` function, listed in
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from camwatch.config import Config
 
@@ -22,6 +23,7 @@ class TargetKind(StrEnum):
 
     WEBHOOK = "webhook"
     NOTIFY = "notify"
+    MQTT = "mqtt"
 
 
 class Sender(Protocol):
@@ -39,12 +41,16 @@ class Sender(Protocol):
         """Release what the sender holds (connections)."""
 
 
-def senders_for(config: Config, stop: threading.Event) -> list[Sender]:
-    """Return a sender for every target the configuration defines."""
-    from camwatch.senders import notify, webhook  # each kind's module, loaded with its deps
+def senders_for(
+    config: Config, stop: threading.Event, mqtt_link: Callable[[], Any] = lambda: None
+) -> list[Sender]:
+    """Return a sender for every target the configuration defines. `mqtt_link` returns the
+    daemon's current MQTT connection (camwatch/mqtt/link.py), or None."""
+    from camwatch.senders import mqtt, notify, webhook  # each kind's module, with its deps
 
     kinds: list[Callable[[Config, threading.Event], list[Sender]]] = [
         webhook.senders,
         notify.senders,
+        functools.partial(mqtt.senders, link=mqtt_link),
     ]
     return [sender for make in kinds for sender in make(config, stop)]

@@ -151,10 +151,11 @@ def alerts_of(db: sqlite3.Connection, image_ids: list[int]) -> dict[int, list[St
     if not image_ids:
         return {}
     marks = ",".join("?" * len(image_ids))
-    # A notify row's body may hold the image itself (base64): only webhook bodies are read.
+    # A notify row's body may hold the image itself (base64): only webhook and mqtt bodies (the
+    # same JSON) are read.
     rows = db.execute(
         "SELECT image_id, event_id, rule, created_at,"
-        " CASE WHEN target_kind = 'webhook' THEN body END,"
+        " CASE WHEN target_kind IN ('webhook', 'mqtt') THEN body END,"
         " target_kind, target, state, attempts, last_error, next_at, delivered_at"
         f" FROM alerts WHERE image_id IN ({marks}) ORDER BY image_id, id",
         image_ids,

@@ -194,7 +194,7 @@ def test_bad_regex(cams: Path) -> None:
 
 def test_rule_needs_a_condition(cams: Path) -> None:
     assert problems(minimal(cams, rules=[{"name": "r", "none": ["x"]}])) == [
-        "rules[0]: a rule needs at least one of any, all or regex"
+        "rules[0]: a rule needs at least one of any, all, regex or ask"
     ]
 
 

@@ -117,7 +117,8 @@ def test_a_bad_duration_lists_the_accepted_forms(cams: Path) -> None:
         ),
         (
             lambda d: d["cameras"][0].update(attempts=3),
-            "cameras[0].attempts: unknown key here; 'attempts' is a setting of caption.retry",
+            "cameras[0].attempts: unknown key here; 'attempts' is a setting of caption.retry"
+            " and caption.fallback.retry",
         ),
         (lambda d: d.update(colour="red"), "colour: unknown key (misspelt?)"),
     ],

@@ -727,7 +727,7 @@ def test_a_caption_the_rules_choke_on_fails_the_image_once(
     rig: Rig, make_image: Callable[..., bytes]
 ) -> None:
     class Choking(RuleSet):
-        def matching(self, text: str, camera: str | None = None) -> list[Any]:
+        def matching(self, text: str, camera: str | None = None, **_: Any) -> list[Any]:
             raise RecursionError("a caption built to hurt")
 
     config = rig.current.config
