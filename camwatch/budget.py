@@ -16,9 +16,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from camwatch import localtime
 from camwatch.alerts import every_target, iso_utc, new_event_id
 from camwatch.config import Config
 from camwatch.log import get_logger
@@ -78,19 +77,12 @@ class RequestPace:
 
 def local_day(now: float, zone: str | None) -> str:
     """Return the local date (YYYY-MM-DD) of a wall-clock time in `zone` (None: the system's)."""
-    tz = ZoneInfo(zone) if zone else None
-    return datetime.fromtimestamp(now, tz).astimezone(tz).date().isoformat()
+    return localtime.local_day(now, localtime.zone_named(zone))
 
 
 def next_midnight(now: float, zone: str | None) -> float:
     """Return the wall-clock time of the next local midnight in `zone` after `now`."""
-    tz = ZoneInfo(zone) if zone else None
-    here = datetime.fromtimestamp(now, tz).astimezone(tz)
-    tomorrow = (here + timedelta(days=1)).date()
-    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=here.tzinfo)
-    if tz is not None:
-        midnight = midnight.replace(tzinfo=tz)
-    return midnight.timestamp()
+    return localtime.next_midnight(now, localtime.zone_named(zone))
 
 
 class Costs:
@@ -134,8 +126,10 @@ class Costs:
             self._known = (day, spent)
         if spent < limit:
             if self.paused_until is not None:
+                self.paused_until = None
+                # The images put off until midnight go now (a new day, or a raised limit).
+                self._store.due_now()
                 log.info("captioning_resumed", after="daily token budget", day=day)
-            self.paused_until = None
             return None
         until = next_midnight(now, config.timezone)
         with self._lock:

@@ -17,13 +17,14 @@ import time
 import unicodedata
 from contextlib import closing
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from camwatch.alerts import all_targets
 from camwatch.config import Config
 from camwatch.errors import StateError
 from camwatch.files import printable_path
+from camwatch.localtime import local, local_day, midnight, zone_named
 from camwatch.store import report
 from camwatch.store.readonly import connect_readonly, database_path
 from camwatch.store.report import OUTCOMES, Failure
@@ -75,43 +76,20 @@ class Status:
 
 def zone_of(config: Config) -> tzinfo | None:
     """Return the configured time zone, or None for the system's."""
-    return ZoneInfo(config.timezone) if config.timezone else None
-
-
-def local(ts: float, zone: tzinfo | None) -> datetime:
-    """Return the instant `ts` as an aware datetime in `zone` (None: the system's)."""
-    if zone is not None:
-        return datetime.fromtimestamp(ts, zone)
-    return datetime.fromtimestamp(ts).astimezone()
-
-
-def _midnight(day: date, zone: tzinfo | None) -> float:
-    if zone is not None:
-        return datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
-    # A naive local time: converted with the offset in force at that midnight, not now's.
-    return datetime(day.year, day.month, day.day).timestamp()
-
-
-def _day(when: float, zone: tzinfo | None) -> str:
-    return local(when, zone).date().isoformat()
+    return zone_named(config.timezone)
 
 
 def day_and_month_start(now: float, zone: tzinfo | None) -> tuple[float, float]:
     """Return when the local day and the local month of `now` began."""
     today = local(now, zone).date()
-    return _midnight(today, zone), _midnight(today.replace(day=1), zone)
+    return midnight(today, zone), midnight(today.replace(day=1), zone)
 
 
 # -- reading ---------------------------------------------------------------------------------------
 
 
 def _targets(config: Config) -> list[TargetStatus]:
-    mqtt = [TargetStatus("mqtt", "mqtt")] if config.mqtt is not None else []
-    return (
-        [TargetStatus("webhook", w.name) for w in config.webhooks]
-        + [TargetStatus("notify", n.name) for n in config.notify]
-        + mqtt
-    )
+    return [TargetStatus(kind, name) for kind, name in all_targets(config)]
 
 
 def nothing_yet(config: Config, now: float | None = None) -> Status:
@@ -165,7 +143,7 @@ def gather(config: Config, db: sqlite3.Connection, now: float, database: str) ->
             # Counted per local day since schema 5; what came before (an upgraded database's
             # first month) is read from the image records that are still there.
             tokens_month=max(
-                report.tokens_between(db, _day(month_start, zone), _day(now, zone)),
+                report.tokens_between(db, local_day(month_start, zone), local_day(now, zone)),
                 report.tokens_since(db, month_start),
             ),
         )

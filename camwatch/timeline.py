@@ -19,11 +19,10 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import jinja2
 import structlog
@@ -31,6 +30,7 @@ import structlog
 from camwatch.config import Config
 from camwatch.errors import StateError
 from camwatch.files import printable_path
+from camwatch.localtime import local, zone_named
 from camwatch.rules import RuleDecision, RuleSet, decision_json
 from camwatch.store.readonly import NoDatabase, connect_readonly
 from camwatch.store.timeline import (
@@ -172,15 +172,19 @@ class Timeline:
         config: Config,
         page_size: int = PAGE_SIZE,
         clock: Callable[[], float] = time.time,
+        rules: RuleSet | None = None,
     ) -> None:
         """Given the state folder and the configuration, prepare the page (the database is
-        opened, read-only, by each request)."""
+        opened, read-only, by each request). `rules`: the daemon's, compiled from `config`
+        already (else compiled here)."""
         self.state_dir = Path(state_dir)
         self.config = config
         self.page_size = page_size
         self._clock = clock
-        self._zone: tzinfo | None = ZoneInfo(config.timezone) if config.timezone else None
-        self._rules = RuleSet(config.rules, config.matching, config.timezone)
+        self._zone = zone_named(config.timezone)
+        if rules is None:
+            rules = RuleSet(config.rules, config.matching, config.timezone)
+        self._rules = rules
         self._severity = {rule.name: rule.severity for rule in config.rules}
         self._roots = {camera.name: camera.path for camera in config.cameras}
         self._thumbs = Thumbnails(config.caption.max_image_bytes)
@@ -352,8 +356,7 @@ class Timeline:
         return DeliveryView(f"{delivery.kind} {delivery.target}", label, delivery.state, detail)
 
     def _local(self, timestamp: float) -> datetime:
-        moment = datetime.fromtimestamp(timestamp, UTC)
-        return moment.astimezone(self._zone) if self._zone is not None else moment.astimezone()
+        return local(timestamp, self._zone)
 
     def _day(self, timestamp: float, now: float) -> str:
         day = self._local(timestamp).date()

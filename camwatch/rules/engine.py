@@ -22,10 +22,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from camwatch.config import MatchingConfig, RuleConfig
 from camwatch.errors import ConfigError
+from camwatch.localtime import zone_named
 from camwatch.rules.answers import Answered, asked, read_answers
 from camwatch.rules.cues import CueSet, Scopes, parse_cue
 from camwatch.rules.decision import Mention, RuleDecision
@@ -159,7 +159,7 @@ class RuleSet:
                 except ValueError as exc:
                     problems.append(f"matching.{key}[{j}]: {exc}")
         self.cues = CueSet() if problems else CueSet(matching.negations, matching.hedges)
-        self.zone = ZoneInfo(timezone) if timezone else None
+        self.zone = zone_named(timezone)
         self._table = _PhraseTable()
         compiled = []
         for i, rule in enumerate(rules):
