@@ -47,13 +47,17 @@ class Alert:
     alerted_at: float
 
 
+def all_targets(config: Config) -> list[tuple[str, str]]:
+    """Return (kind, name) of every delivery target a configuration defines."""
+    targets = [("webhook", w.name) for w in config.webhooks]
+    targets += [("notify", n.name) for n in config.notify]
+    return targets + mqtt_target(config)
+
+
 def every_target(config: Config, message: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Return every delivery target of a configuration, for the alerts about camwatch itself
     (silent cameras, cost pauses), with `message` as each notify target's message."""
-    targets = [("webhook", w.name) for w in config.webhooks]
-    targets += [("notify", n.name) for n in config.notify]
-    targets += mqtt_target(config)
-    return targets, {n.name: message for n in config.notify}
+    return all_targets(config), {n.name: message for n in config.notify}
 
 
 def mqtt_target(config: Config) -> list[tuple[str, str]]:

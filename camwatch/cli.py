@@ -57,24 +57,8 @@ def _print_problems(problems: list[str]) -> None:
         print(f"camwatch: {problem}", file=sys.stderr)
 
 
-def _log_readable_secrets(path: str) -> None:
-    """Log `config_readable_by_others` if the file holds secrets every local user can read.
-    Called once logging is configured as the file says (after `_load`)."""
-    from camwatch.config import readable_secrets
-
-    found = readable_secrets(path)
-    if found is not None:
-        log.warning(
-            "config_readable_by_others",
-            path=found.path,
-            mode=f"{found.mode:04o}",
-            secrets=found.fields,
-            fix=found.fix,
-        )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from camwatch.service import run_service
+    from camwatch.service import log_readable_secrets, run_service
 
     # The state directory, database and log file hold captions and alerts: private to the
     # service's user, whatever umask it was started with.
@@ -83,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.daemon:
         from camwatch.daemonize import run_detached
 
-        _log_readable_secrets(args.config)  # on the terminal, before detaching
+        log_readable_secrets(args.config)  # on the terminal, before detaching
         return run_detached(args.config, config, args.pidfile, once=args.once)
     bar = None
     if args.once and sys.stderr.isatty() and config.log.format != "json":
@@ -93,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # share a row, and every per-image line is still shown.
         bar = TerminalBar(sys.stderr)
     configure(config.log.level, config.log.format, stream=bar)  # type: ignore[arg-type]
-    _log_readable_secrets(args.config)
+    log_readable_secrets(args.config)
     return run_service(args.config, config, once=args.once, bar=bar)
 
 
@@ -129,6 +113,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         scrub_url,
     )
     from camwatch.config.preflight import preflight
+    from camwatch.config.providers import CHAT_PATH
     from camwatch.folders import choose_mode
     from camwatch.providers.keys import provider_keys
     from camwatch.rules import RuleSet
@@ -159,7 +144,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     # URLs are shown as scheme://host:port (the caption API with its path): never a user,
     # password, query string or webhook path, which are often credentials.
-    endpoint = "/chat/completions" if caption.provider == "openai" else caption.endpoint
+    endpoint = CHAT_PATH if caption.provider == "openai" else caption.endpoint
     print(
         f"  caption: {scrub_url(caption.base_url, keep_path=True)}{endpoint}"
         f" upload={caption.upload}"

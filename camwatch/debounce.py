@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from camwatch.config import Config
 from camwatch.errors import StateError
 from camwatch.files import check_complete
 from camwatch.log import get_logger
@@ -76,7 +77,7 @@ class Debouncer:
         self.complete_timeout = complete_timeout
         self.max_bytes = max_bytes  # larger files are not read here: the pipeline skips them
         # Each camera's resolved folder: files are opened one folder at a time below it, so a
-        # folder swapped for a symbolic link is never followed (set by the service).
+        # folder swapped for a symbolic link is never followed (set by `tune`).
         self.roots: dict[str, str] = {}
         self._mono = monotonic
         self._wall = wall
@@ -90,6 +91,14 @@ class Debouncer:
         # synthetic creations, an attribute change): unchanged, it is not handed over twice.
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
+
+    def tune(self, config: Config) -> None:
+        """Take the settings of a (new) configuration: the periods, the size limit and each
+        camera's folder."""
+        self.debounce = config.debounce
+        self.complete_timeout = config.complete_timeout
+        self.max_bytes = config.caption.max_image_bytes
+        self.roots = {c.name: str(c.path) for c in config.cameras}
 
     def start(self) -> None:
         """Start the thread."""

@@ -56,7 +56,7 @@ from camwatch.providers import CaptionResult, Provider
 from camwatch.rules import MAX_CAPTION_CHARS, RuleDecision, RuleSet
 from camwatch.similar import Fingerprint, HashError, RecentFrames, fingerprint
 from camwatch.store import AlertCandidate, ImageJob, ImageState, SkipKind, Store
-from camwatch.upload import UploadError, UploadPlan, prepare
+from camwatch.upload import UploadError, UploadPlan, prepare, strip_metadata
 
 log = get_logger(__name__)
 
@@ -105,7 +105,9 @@ class Captioned:
     decisions: list[RuleDecision]
     alerts: list[AlertCandidate]
     latency_ms: float
-    data: bytes = field(default=b"", repr=False)  # the image as captioned (for on_captioned)
+    # The file's bytes as read (not the upload, which may be stripped or scaled down): what
+    # on_captioned and notify attachments get.
+    data: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class CaptionedImage:
     captioned_at: float
     rules: tuple[str, ...]  # the rules that matched the caption
     alerted: tuple[str, ...]  # those whose alert was decided (not held back by a cooldown)
-    data: bytes = field(repr=False)  # the bytes captioned: nobody opens the file again
+    data: bytes = field(repr=False)  # the file's bytes as read: nobody opens it again
     content_type: str = "image/jpeg"
 
 
@@ -138,6 +140,7 @@ class Verdict:
     captioned: Captioned | None = None
     kind: SkipKind | None = None  # skipped: the kind of reason, stored for `retry --skipped`
     deduped_of: int | None = None  # deduped: the captioned image it matched
+    budget: bool = False  # paused: by the daily token budget (until local midnight)
 
 
 class Slots:
@@ -252,7 +255,8 @@ class Pipeline:
                 verdict = answer
                 return verdict
             asked_with, result, latency_ms = answer
-            verdict = self.record(job, asked_with, facts, result, latency_ms, snap.data)
+            shared = self.shareable(snap, asked_with.config)
+            verdict = self.record(job, asked_with, facts, result, latency_ms, shared)
             return verdict
         finally:
             if seen is not None:
@@ -263,7 +267,9 @@ class Pipeline:
 
     # -- the stages -----------------------------------------------------------------------------
 
-    def read_and_check(self, job: ImageJob, camera: CameraConfig, config: Config) -> Any:
+    def read_and_check(
+        self, job: ImageJob, camera: CameraConfig, config: Config
+    ) -> Snapshot | Verdict:
         """Return the file's bytes (a Snapshot) if it is a whole image, else the Verdict."""
         try:
             snap = read_snapshot(camera.path, job.path, config.caption.max_image_bytes)
@@ -367,6 +373,19 @@ class Pipeline:
         )
         return dataclasses.replace(snap, data=prepared.data)
 
+    def shareable(self, snap: Snapshot, config: Config) -> bytes:
+        """Return the image bytes that may go to notify attachments and the MQTT snapshot: with
+        `strip_metadata`, the file's pixels without its metadata (EXIF, GPS, XMP and comments
+        never leave the machine, by any path), full size; else the file's bytes as read."""
+        if not config.caption.strip_metadata:
+            return snap.data
+        try:
+            return strip_metadata(snap.data)
+        except UploadError:
+            # It was uploaded, so it was stripped once already; a walk that fails now cannot
+            # happen, and if it did, sending nothing beats sending the metadata.
+            return b""
+
     def caption(
         self, job: ImageJob, snap: Snapshot, facts: Facts, camera: CameraConfig
     ) -> tuple[Runtime, CaptionResult, float] | Verdict:
@@ -376,7 +395,7 @@ class Pipeline:
         resume_at = self.costs.blocked_until(self._runtime().config)
         if resume_at is not None:
             reason = "daily token budget spent; captioning resumes at local midnight"
-            return Verdict(Outcome.PAUSED, reason, facts, due_at=resume_at, quiet=True)
+            return Verdict(Outcome.PAUSED, reason, facts, due_at=resume_at, quiet=True, budget=True)
         allowed = self.gate.acquire(self._stop)
         if allowed is None:
             return Verdict(Outcome.SAVED)
@@ -442,7 +461,9 @@ class Pipeline:
             self.gate.released(probe)
             resume_at = self.costs.blocked_until(config)  # announces the pause, once
             reason = "daily token budget spent; captioning resumes at local midnight"
-            return Verdict(Outcome.PAUSED, reason, facts, due_at=resume_at or 0.0, quiet=True)
+            return Verdict(
+                Outcome.PAUSED, reason, facts, due_at=resume_at or 0.0, quiet=True, budget=True
+            )
         self._succeeded(probe)
         if isinstance(result.primary_error, CreditsError):
             # The fallback captioned this image; the primary's credits are spent all the same.
@@ -468,8 +489,8 @@ class Pipeline:
         data: bytes,
     ) -> Verdict:
         """Match the rules and build the alerts (a notify target that attaches the image gets
-        `data`, the bytes that were captioned, never the file opened again); return the
-        CAPTIONED verdict."""
+        `data`, the bytes `shareable` made of the file as read for this job, never the file
+        opened again); return the CAPTIONED verdict."""
         assert facts.sha256 is not None
         try:
             # Rules with `ask`: the model's JSON answers come off the caption; what is kept,
@@ -542,7 +563,12 @@ class Pipeline:
             self.store.release(job.id, 0, reason, charge=False)
             blog.info("image_requeued", outcome=str(outcome), reason=said)
         else:  # REQUEUED, PAUSED
-            attempts = self.store.release(job.id, verdict.due_at, reason, verdict.charge)
+            due_at = verdict.due_at
+            if verdict.budget and self.costs.blocked_until(self._runtime().config) is None:
+                # The budget was lifted (a reload raised daily_tokens) while this job was being
+                # put off: it must not sleep until midnight after the reload woke the others.
+                due_at = 0.0
+            attempts = self.store.release(job.id, due_at, reason, verdict.charge)
             if outcome is Outcome.REQUEUED and attempts >= MAX_ROUNDS:
                 self._fail(
                     job, facts, f"gave up after {attempts} rounds of retries: {reason}", blog

@@ -78,6 +78,20 @@ def secrets_of(config: Config, *api_keys: str | None) -> list[str | None]:
     return values
 
 
+def log_readable_secrets(config_path: str) -> None:
+    """Log `config_readable_by_others` if the file holds secrets every local user can read: at
+    start (once logging is configured as the file says) and at each reload."""
+    found = readable_secrets(config_path)
+    if found is not None:
+        log.warning(
+            "config_readable_by_others",
+            path=found.path,
+            mode=f"{found.mode:04o}",
+            secrets=found.fields,
+            fix=found.fix,
+        )
+
+
 def build_runtime(config: Config, stop: threading.Event, metrics: Metrics | None = None) -> Runtime:
     """Return the reloadable parts for `config`. Raise ConfigError if an API key is missing."""
     register_secrets(secrets_of(config, *provider_keys(config.caption)))
@@ -227,10 +241,8 @@ class Service:
         self.runtime = build_runtime(config, self.stop, self.metrics)
         self.gate = CaptionGate.for_config(config.caption)
         self._last_outcome = ""
-        self.debouncer = Debouncer(
-            self._emit, config.debounce, config.complete_timeout, config.caption.max_image_bytes
-        )
-        self.debouncer.roots = {c.name: str(c.path) for c in config.cameras}
+        self.debouncer = Debouncer(self._emit, config.debounce, config.complete_timeout)
+        self.debouncer.tune(config)
         self.pipeline = pipeline = Pipeline(
             self.store,
             self.gate,
@@ -411,19 +423,8 @@ class Service:
         self._old_clients.append(self.runtime.client)
         self.runtime = runtime
         old, self.config = self.config, new
-        exposed = readable_secrets(self.config_path)
-        if exposed is not None:
-            log.warning(
-                "config_readable_by_others",
-                path=exposed.path,
-                mode=f"{exposed.mode:04o}",
-                secrets=exposed.fields,
-                fix=exposed.fix,
-            )
-        self.debouncer.debounce = new.debounce
-        self.debouncer.complete_timeout = new.complete_timeout
-        self.debouncer.max_bytes = new.caption.max_image_bytes
-        self.debouncer.roots = {c.name: str(c.path) for c in new.cameras}
+        log_readable_secrets(self.config_path)
+        self.debouncer.tune(new)
         self.gate.tune(new.caption)
         self.gate.resume()
         self.pipeline.pace.set_rate(new.caption.max_per_minute)
@@ -478,14 +479,16 @@ class Service:
         that could not bind is tried again at each reload), with `config`'s timeline."""
         current = self.listener
         if current is not None and current.http == config.http:
-            current.app.timeline = Timeline(config.state_dir, config)
+            current.app.timeline = Timeline(config.state_dir, config, rules=self.runtime.rules)
             return
         if current is not None:
             current.stop()
             self.listener = None
         if config.http is None:
             return
-        app = App(self.metrics, self.view, Timeline(config.state_dir, config))
+        app = App(
+            self.metrics, self.view, Timeline(config.state_dir, config, rules=self.runtime.rules)
+        )
         listener = HttpListener(config.http, app)
         try:
             listener.start()

@@ -105,8 +105,8 @@ class ProviderConfig(_Model):
 
 
 class CaptionConfig(_Model):
-    base_url: HttpUrl = "https://security.memories.ai"
-    endpoint: str = "/v1/understand/uploadImg"
+    base_url: HttpUrl = MEMORIES_BASE_URL
+    endpoint: str = MEMORIES_ENDPOINT
     api_key: SecretStr | None = None
     api_key_file: SafePath | None = None
     user_prompt: str = "What's happening in this picture?"

@@ -18,7 +18,6 @@ import hmac
 import random
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ import tenacity
 
 from camwatch import __version__
 from camwatch.backoff import backoff
-from camwatch.config import Config, WebhookConfig
+from camwatch.config import Config, WebhookConfig, scrub_url
 from camwatch.errors import DeliveryFailed, DeliveryRefused
 from camwatch.netfail import classify, host_port, http_failure
 from camwatch.senders import Sender, TargetKind
@@ -95,10 +94,9 @@ def webhook_headers(
 def _where(location: str) -> str:
     """Return a redirect's target as scheme://host:port only: its path and query may hold a
     token, and it is logged."""
-    parts = urllib.parse.urlsplit(location)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}" if parts.scheme else "a relative location"
+    if "://" not in location:
+        return "a relative location"
+    return scrub_url(location) or "an unreadable location"
 
 
 def post_webhook(

@@ -15,15 +15,6 @@ class Costs(Database):
         rows = self._read("SELECT COALESCE(SUM(total), 0) FROM token_usage WHERE day = ?", (day,))
         return int(rows[0][0])
 
-    def tokens_by_camera(self, first_day: str, last_day: str) -> dict[str, tuple[int, int]]:
-        """Return each camera's (input, output) tokens from `first_day` to `last_day`."""
-        rows = self._read(
-            "SELECT camera, SUM(input), SUM(output) FROM token_usage"
-            " WHERE day BETWEEN ? AND ? GROUP BY camera",
-            (first_day, last_day),
-        )
-        return {camera: (int(i), int(o)) for camera, i, o in rows}
-
     def announce_pause(self, kind: str, period: str, alert: AlertCandidate) -> bool:
         """Queue `alert` unless this pause (`kind`: budget or credits; `period`: which one) was
         announced before, in one transaction. Return whether it was queued now."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from camwatch.errors import StateError
+from camwatch.store.readonly import database_path
 from camwatch.store.schema import _MIGRATIONS, SCHEMA_VERSION
 
 
@@ -32,7 +33,7 @@ class Database:
     """The state database in `state_dir/camwatch.db`: the connection and its transactions."""
 
     def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(state_dir) / "camwatch.db"
+        self.path = database_path(state_dir)
         self._clock = clock
         self._lock = threading.Lock()
         try:

@@ -12,7 +12,6 @@ from camwatch.store.database import Database
 from camwatch.store.outbox import queue_alert
 from camwatch.store.records import (
     AlertCandidate,
-    CaptionRecord,
     ImageJob,
     ImageState,
     NewImage,
@@ -259,12 +258,3 @@ class Queue(Database):
         """Return how many images wait in the queue or are being captioned."""
         rows = self._read("SELECT COUNT(*) FROM images WHERE state IN ('pending', 'captioning')")
         return int(rows[0][0])
-
-    def captions(self, since: float, camera: str | None = None) -> list[CaptionRecord]:
-        """Return stored captions of images captioned at or after `since`, oldest first."""
-        rows = self._read(
-            "SELECT camera, path, caption, captioned_at FROM images WHERE state = 'done'"
-            " AND captioned_at >= ? AND (? IS NULL OR camera = ?) ORDER BY captioned_at",
-            (since, camera, camera),
-        )
-        return [CaptionRecord(c, py_path(p), caption, at) for c, p, caption, at in rows]

@@ -481,6 +481,31 @@ def test_a_redirect_is_never_followed(
     poll(lambda: delivered.event_ids() == [event_id], message="delivery to the webhook itself")
 
 
+def test_a_redirect_to_a_broken_location_is_an_ordinary_failure(
+    receivers: Callable[..., WebhookReceiver],
+    open_store: Callable[[], Store],
+    dispatchers: Callable[[Store, Delivered], Dispatcher],
+    cams: Path,
+    poll: Poll,
+) -> None:
+    receiver = receivers()
+    # No URL parser takes this port: the message still names the host, and the sender does not
+    # crash over it.
+    for _ in range(3):
+        receiver.fail_next(1, 302, headers={"Location": "http://h.example:99999/x?token=t0ps3cret"})
+    store = open_store()
+    event_id, _ = queue_alert(store)
+    delivered = Delivered()
+    with capture_logs() as logs:
+        dispatchers(store, delivered).sync(config(cams, {"ops": receiver.port}))
+        poll(lambda: events(logs, "alert_delivery_failed"), message="the refused redirects")
+    assert events(logs, "alert_send_crashed") == []
+    (failed,) = events(logs, "alert_delivery_failed")
+    assert "a redirect to http://h.example, not followed" in failed["error"]
+    assert "t0ps3cret" not in str(logs)
+    poll(lambda: delivered.event_ids() == [event_id], message="delivery to the webhook itself")
+
+
 def test_a_huge_answer_is_not_read_whole(
     receivers: Callable[..., WebhookReceiver], cams: Path
 ) -> None:

@@ -79,7 +79,7 @@ def _deliver(store: Store, config: object, receiver: WebhookReceiver) -> None:
     from camwatch.config import Config
 
     assert isinstance(config, Config)
-    dispatcher = Dispatcher(store, lambda kind, row, target: None)
+    dispatcher = Dispatcher(store)
     try:
         dispatcher.sync(config)
         dispatcher.wake()

@@ -28,6 +28,7 @@ from camwatch.budget import (
     local_day,
     next_midnight,
 )
+from camwatch.files import Snapshot
 from camwatch.gate import GateState
 from camwatch.pipeline import Outcome, Runtime
 from camwatch.testing.multipart import parse_request
@@ -214,3 +215,23 @@ def test_stripping_happens_on_what_is_uploaded_not_on_the_file(
     assert b"CameraMaker" not in uploaded and b"gate cam" not in uploaded
     assert (rig.camera_dir / "a.jpg").read_bytes() == data  # the file is as it was
     assert rig.row(image_id)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_with_strip_metadata_attachments_and_snapshots_carry_no_metadata(
+    make_rig: Callable[..., Rig],  # noqa: F811
+) -> None:
+    # strip_metadata: EXIF, GPS, XMP and comments never leave the machine, by any path: the
+    # notify attachment and the MQTT snapshot get the stripped bytes, at full size.
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    out = io.BytesIO()
+    scene(23, (640, 360)).save(out, "JPEG", exif=exif, comment=b"gate cam")
+    data = out.getvalue()
+    snap = Snapshot(data, len(data), 0)
+    stripping = make_rig(strip_metadata=True, upload_max_side=320)
+    shared = stripping.pipeline.shareable(snap, stripping.current.config)
+    assert b"CameraMaker" not in shared and b"gate cam" not in shared
+    with Image.open(io.BytesIO(shared)) as a, Image.open(io.BytesIO(data)) as b:
+        assert a.size == (640, 360) and a.tobytes() == b.tobytes()
+    keeping = make_rig()
+    assert keeping.pipeline.shareable(snap, keeping.current.config) == data

@@ -8,12 +8,15 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from camwatch.errors import StateError
 from camwatch.store import SCHEMA_VERSION, AlertCandidate, ImageJob, ImageState, NewImage, Store
+from camwatch.store.readonly import connect_readonly
+from camwatch.store.report import captions_since
 
 T0 = 1_800_000_000.0
 
@@ -328,15 +331,16 @@ def test_skip_pending_of_removed_cameras(store: Store) -> None:
     assert store.claim() is None
 
 
-def test_captions_since(store: Store, clock: Clock) -> None:
+def test_captions_since(store: Store, state_dir: Path, clock: Clock) -> None:
     store.add_pending([image("/c/1.jpg"), image("/c/2.jpg", camera="back")])
     complete(store, claim(store))
     clock.now = T0 + 100
     complete(store, claim(store))
-    assert [c.path for c in store.captions(T0)] == ["/c/1.jpg", "/c/2.jpg"]
-    assert [c.path for c in store.captions(T0 + 50)] == ["/c/2.jpg"]
-    assert [c.path for c in store.captions(T0, camera="front")] == ["/c/1.jpg"]
-    assert store.captions(T0)[0].caption == "a caption"
+    with closing(connect_readonly(state_dir)) as db:
+        assert [c.path for c in captions_since(db, T0)] == ["/c/1.jpg", "/c/2.jpg"]
+        assert [c.path for c in captions_since(db, T0 + 50)] == ["/c/2.jpg"]
+        assert [c.path for c in captions_since(db, T0, camera="front")] == ["/c/1.jpg"]
+        assert captions_since(db, T0)[0].caption == "a caption"
 
 
 # -- crash recovery -------------------------------------------------------------------------------
