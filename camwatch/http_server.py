@@ -33,7 +33,7 @@ from typing import Any
 
 from camwatch.config import HttpConfig
 from camwatch.health import health
-from camwatch.log import get_logger
+from camwatch.log import clip, get_logger
 from camwatch.metrics import Metrics
 from camwatch.state_view import ServiceView
 from camwatch.timeline import Timeline
@@ -244,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 answer = self.server.app.answer(path, query, self.headers.get("Accept"))
             except Exception:
-                log.exception("http_request_failed", path=_clip(path))
+                log.exception("http_request_failed", path=clip(path))
                 answer = _text(500, "internal error (see the daemon's log)")
         self._send(answer)
 
@@ -272,14 +272,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug(
             "http_request",
             method=self.command or None,
-            path=_clip(path.partition("?")[0]),
+            path=clip(path.partition("?")[0]),
             status=int(code) if str(code).isdigit() else code,
             client=self.client_address[0],
             ms=round((time.monotonic() - self._started) * 1000, 1),
         )
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http_error", client=self.client_address[0], message=_clip(format % args))
+        log.debug("http_error", client=self.client_address[0], message=clip(format % args))
 
 
 class _Server(ThreadingHTTPServer):
@@ -404,7 +404,3 @@ class HttpListener:
         server.server_close()
         if self._thread is not None:
             self._thread.join(_STOP_JOIN_S)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

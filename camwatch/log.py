@@ -63,6 +63,12 @@ def _redact_rendered(_: Any, __: str, rendered: str) -> str:
 _SYSLOG_LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """Return `text` cut to `limit` characters (an ellipsis marks the cut), for a log field or a
+    status line that outside text (a caption, a request path) must not blow up."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def syslog_priority(line: str) -> int:
     """Given a rendered log line, return its syslog priority (LOG_INFO when unknown)."""
     for name, priority in _SYSLOG_LEVELS.items():

@@ -25,7 +25,7 @@ from camwatch.files import relative_candidate
 from camwatch.gate import CaptionGate, GateState
 from camwatch.homeassistant import discovery
 from camwatch.http_server import App, HttpListener
-from camwatch.log import get_logger, register_secrets
+from camwatch.log import clip, get_logger, register_secrets
 from camwatch.metrics import Metrics
 from camwatch.mqtt.link import MqttLink, connection_settings
 from camwatch.pipeline import CaptionedImage, Outcome, Pipeline, Runtime
@@ -382,9 +382,9 @@ class Service:
         if self._last_outcome:
             parts.append(f"last: {self._last_outcome}")
         if self.pipeline.last_caption:
-            parts.append(f"last caption: {_clip(self.pipeline.last_caption, 80)}")
+            parts.append(f"last caption: {clip(self.pipeline.last_caption, 80)}")
         if self.pipeline.last_error:
-            parts.append(f"last error: {_clip(self.pipeline.last_error, 80)}")
+            parts.append(f"last error: {clip(self.pipeline.last_error, 80)}")
         return "; ".join(parts)
 
     def _check_silence(self) -> None:
@@ -529,10 +529,6 @@ class Service:
         )
         self.notifier.close()
         self._wakeup.close()
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_service(
